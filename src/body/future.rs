@@ -1,0 +1,181 @@
+//! The response future shared by the two layers that read the body.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::{BufferedBody, Collect, RawBody};
+use crate::rejection::ResponseBody;
+use crate::verify::Verifier;
+use crate::Rejection;
+
+/// What a layer does with the collected bytes before calling the inner service.
+#[derive(Debug, Clone)]
+pub(crate) enum Stage {
+    /// Only hand them on.
+    Buffer,
+    /// Verify the signature first.
+    Verify(Verifier),
+}
+
+impl Stage {
+    /// Builds the request the inner service sees, with the bytes as its body and as a
+    /// [`RawBody`] extension (and the verified event, when verifying).
+    pub(crate) fn run(
+        &self,
+        mut parts: Parts,
+        bytes: Bytes,
+    ) -> Result<Request<BufferedBody>, Rejection> {
+        if let Self::Verify(verifier) = self {
+            verify_parts(verifier, &mut parts, &bytes)?;
+        }
+        parts.extensions.insert(RawBody::new(bytes.clone()));
+        Ok(Request::from_parts(parts, BufferedBody::new(bytes)))
+    }
+}
+
+/// Verifies a request's signature over `bytes`, inserting [`Verified`](crate::Verified) into
+/// its extensions, or logs and returns the rejection.
+pub(crate) fn verify_parts(
+    verifier: &Verifier,
+    parts: &mut Parts,
+    bytes: &Bytes,
+) -> Result<(), Rejection> {
+    match verifier.verify(&parts.headers, bytes) {
+        Ok(verified) => {
+            parts.extensions.insert(verified);
+            Ok(())
+        }
+        Err(rejection) => {
+            rejection.log(verifier.claimed_id(&parts.headers));
+            Err(rejection)
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`BufferBody`](crate::buffer::BufferBody) and
+    /// [`Verify`](crate::verify::Verify): reads the body (when needed), then calls the inner
+    /// service `S` (whose future is `F`), or answers a [`Rejection`].
+    pub struct ResponseFuture<B, S, F> {
+        #[pin]
+        state: State<B, S, F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<B, S, F> {
+        Collecting {
+            #[pin]
+            collect: Collect<B>,
+            parts: Option<Parts>,
+            inner: Option<S>,
+            stage: Stage,
+        },
+        Calling {
+            #[pin]
+            future: F,
+        },
+        Rejected {
+            rejection: Option<Rejection>,
+        },
+    }
+}
+
+impl<B, S, F> ResponseFuture<B, S, F> {
+    /// Reads `body` first; `inner` must be ready (it is called without `poll_ready`).
+    pub(crate) fn collecting(collect: Collect<B>, parts: Parts, inner: S, stage: Stage) -> Self {
+        Self {
+            state: State::Collecting {
+                collect,
+                parts: Some(parts),
+                inner: Some(inner),
+                stage,
+            },
+        }
+    }
+
+    pub(crate) fn calling(future: F) -> Self {
+        Self {
+            state: State::Calling { future },
+        }
+    }
+
+    /// Answers `rejection`, which the caller has logged.
+    pub(crate) fn rejected(rejection: Rejection) -> Self {
+        Self {
+            state: State::Rejected {
+                rejection: Some(rejection),
+            },
+        }
+    }
+}
+
+impl<B, S, ResBody, E> Future for ResponseFuture<B, S, S::Future>
+where
+    B: Body,
+    S: Service<Request<BufferedBody>, Response = Response<ResBody>, Error = E>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Collecting {
+                    collect,
+                    parts,
+                    inner,
+                    stage,
+                } => {
+                    let collected = ready!(collect.poll(cx));
+                    let (Some(parts), Some(mut inner)) = (parts.take(), inner.take()) else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    let next = match collected {
+                        Ok(bytes) => stage.run(parts, bytes).map(|req| inner.call(req)),
+                        Err(rejection) => {
+                            rejection.log(None);
+                            Err(rejection)
+                        }
+                    };
+                    match next {
+                        Ok(future) => state.set(State::Calling { future }),
+                        Err(rejection) => state.set(State::Rejected {
+                            rejection: Some(rejection),
+                        }),
+                    }
+                }
+                StateProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
+                }
+                StateProj::Rejected { rejection } => {
+                    let rejection = rejection
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(rejection.into_response()));
+                }
+            }
+        }
+    }
+}
+
+impl<B, S, F> std::fmt::Debug for ResponseFuture<B, S, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Collecting { .. } => "collecting",
+            State::Calling { .. } => "calling",
+            State::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("ResponseFuture").field("state", &state).finish()
+    }
+}

@@ -1,0 +1,234 @@
+//! The buffered body: the exact bytes of a request, collected once.
+//!
+//! [`BufferBody`](crate::buffer::BufferBody) and [`Verify`](crate::verify::Verify) hand the
+//! inner service a `Request<`[`BufferedBody`]`>` and put the same bytes into the request's
+//! extensions as a [`RawBody`], where later layers and the handler read them (with the `axum`
+//! feature, `RawBody` is also an extractor).
+
+mod collect;
+mod future;
+
+use std::fmt;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+pub(crate) use collect::Collect;
+pub use future::ResponseFuture;
+pub(crate) use future::{verify_parts, Stage};
+
+/// A request body that holds the whole body in memory, exactly as received.
+///
+/// It yields its bytes as one frame and then ends. Cloning the bytes out of it is cheap
+/// ([`Bytes`] is reference counted).
+#[derive(Clone, Default)]
+pub struct BufferedBody {
+    data: Option<Bytes>,
+}
+
+impl BufferedBody {
+    /// A body holding `bytes`.
+    #[must_use]
+    pub fn new(bytes: Bytes) -> Self {
+        Self {
+            data: (!bytes.is_empty()).then_some(bytes),
+        }
+    }
+
+    /// The bytes not yet read out of the body.
+    #[must_use]
+    pub fn bytes(&self) -> &[u8] {
+        self.data.as_deref().unwrap_or_default()
+    }
+
+    /// Takes the bytes out of the body.
+    #[must_use]
+    pub fn into_bytes(self) -> Bytes {
+        self.data.unwrap_or_default()
+    }
+}
+
+impl From<Bytes> for BufferedBody {
+    fn from(bytes: Bytes) -> Self {
+        Self::new(bytes)
+    }
+}
+
+impl fmt::Debug for BufferedBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferedBody")
+            .field("len", &self.bytes().len())
+            .finish()
+    }
+}
+
+impl Body for BufferedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.data.take().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.bytes().len() as u64)
+    }
+}
+
+/// The exact bytes of the request body, as a request extension.
+///
+/// Put there by [`BufferBody`](crate::buffer::BufferBody) and by
+/// [`Verify`](crate::verify::Verify); read it with `req.extensions().get::<RawBody>()`, or, with
+/// the `axum` feature, as an extractor. `Debug` prints only the length, so a body never lands in
+/// a log by accident.
+///
+/// ```
+/// use bytes::Bytes;
+/// use tower_webhook::RawBody;
+///
+/// let raw = RawBody::new(Bytes::from_static(b"{\"id\":1}"));
+/// assert_eq!(raw.len(), 8);
+/// assert_eq!(format!("{raw:?}"), "RawBody { len: 8 }");
+/// ```
+#[derive(Clone)]
+pub struct RawBody(Bytes);
+
+impl RawBody {
+    /// Wraps the bytes.
+    #[must_use]
+    pub fn new(bytes: Bytes) -> Self {
+        Self(bytes)
+    }
+
+    /// The bytes, as a cheaply clonable [`Bytes`].
+    #[must_use]
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// Takes the bytes.
+    #[must_use]
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+}
+
+impl Deref for RawBody {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for RawBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RawBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawBody").field("len", &self.0.len()).finish()
+    }
+}
+
+/// How much body a layer reads, and for how long.
+///
+/// The defaults are 1 MiB and 10 seconds for the whole body (a hard deadline, not per chunk).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_webhook::BodyLimits;
+///
+/// let limits = BodyLimits::new()
+///     .max_bytes(256 * 1024)
+///     .timeout(Duration::from_secs(5));
+/// assert_eq!(limits.get_max_bytes(), 262_144);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    max_bytes: usize,
+    timeout: Duration,
+}
+
+impl BodyLimits {
+    /// The default limit on body size: 1 MiB.
+    pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+    /// The default time limit for the whole body: 10 seconds.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The defaults.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Sets the largest body accepted, in bytes; a larger one answers 413.
+    #[must_use]
+    pub const fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Sets the time the whole body may take to arrive; a slower one answers 408.
+    #[must_use]
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest body accepted, in bytes.
+    #[must_use]
+    pub const fn get_max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// The time the whole body may take.
+    #[must_use]
+    pub const fn get_timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn buffered_body_yields_its_bytes_once() {
+        let body = BufferedBody::new(Bytes::from_static(b"abc"));
+        assert_eq!(body.size_hint().exact(), Some(3));
+        assert!(!body.is_end_stream());
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&collected[..], b"abc");
+    }
+
+    #[test]
+    fn empty_buffered_body_is_at_end() {
+        let body = BufferedBody::new(Bytes::new());
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+    }
+}

@@ -1,0 +1,107 @@
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use http_body::Body;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::body::{BufferedBody, Collect, ResponseFuture, Stage};
+use crate::rejection::ResponseBody;
+use crate::BodyLimits;
+
+/// Applies [`BufferBody`] to a service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BufferBodyLayer {
+    limits: BodyLimits,
+}
+
+impl BufferBodyLayer {
+    /// Buffers with the default limits (1 MiB, 10 s).
+    #[must_use]
+    pub const fn new() -> Self {
+        Self::with_limits(BodyLimits::new())
+    }
+
+    /// Buffers with `limits`.
+    #[must_use]
+    pub const fn with_limits(limits: BodyLimits) -> Self {
+        Self { limits }
+    }
+
+    /// Sets the largest body accepted, in bytes.
+    #[must_use]
+    pub const fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.limits = self.limits.max_bytes(max_bytes);
+        self
+    }
+
+    /// Sets the time the whole body may take.
+    #[must_use]
+    pub const fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.limits = self.limits.timeout(timeout);
+        self
+    }
+}
+
+impl<S> Layer<S> for BufferBodyLayer {
+    type Service = BufferBody<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BufferBody {
+            inner,
+            limits: self.limits,
+        }
+    }
+}
+
+/// Collects the request body before calling the inner service. See the
+/// [module docs](crate::buffer).
+#[derive(Debug, Clone)]
+pub struct BufferBody<S> {
+    inner: S,
+    limits: BodyLimits,
+}
+
+impl<S> BufferBody<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, limits: BodyLimits) -> Self {
+        Self { inner, limits }
+    }
+
+    /// A [`BufferBodyLayer`] with the default limits.
+    #[must_use]
+    pub const fn layer() -> BufferBodyLayer {
+        BufferBodyLayer::new()
+    }
+
+    inner_accessors!();
+}
+
+impl<S, B, ResBody> Service<Request<B>> for BufferBody<S>
+where
+    S: Service<Request<BufferedBody>, Response = Response<ResBody>> + Clone,
+    B: Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<B, S, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        match Collect::start(body, &parts.headers, &self.limits) {
+            Ok(collect) => {
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::collecting(collect, parts, inner, Stage::Buffer)
+            }
+            Err(rejection) => {
+                rejection.log(None);
+                ResponseFuture::rejected(rejection)
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Configuration errors, reported when a layer is built rather than at the first request.
+
+use std::fmt;
+
+/// A layer or scheme was configured wrongly. Never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No secret was given.
+    NoSecret,
+    /// A secret is empty or cannot be decoded as the scheme's secrets are.
+    #[non_exhaustive]
+    InvalidSecret {
+        /// The secret's position, counting from 0 in the order given.
+        index: usize,
+        /// What is wrong (never the secret itself).
+        reason: &'static str,
+    },
+    /// A header name is not a valid HTTP header name.
+    #[non_exhaustive]
+    InvalidHeaderName {
+        /// The name as given.
+        name: String,
+    },
+    /// A custom scheme's parts do not fit together.
+    #[non_exhaustive]
+    InvalidScheme {
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSecret => f.write_str("no secret configured"),
+            Self::InvalidSecret { index, reason } => write!(f, "secret #{index}: {reason}"),
+            Self::InvalidHeaderName { name } => write!(f, "invalid header name {name:?}"),
+            Self::InvalidScheme { reason } => write!(f, "invalid scheme: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,78 @@
+//! Tower middleware for receiving webhooks safely, in front of any hyper, axum or tonic service.
+//!
+//! Each layer does one job and works alone; stacked, they form this order (outermost first):
+//!
+//! | layer | does | rejects with |
+//! |---|---|---|
+//! | [`buffer::BufferBodyLayer`] | collects the body once, within a byte and a time limit, keeping the exact bytes | 413, 408, 400 |
+//! | [`verify::VerifyLayer`] | HMAC-SHA256 over the exact bytes, several secrets, the senders' real header formats, signed-timestamp tolerance | 401, 400 |
+//!
+//! Buffering comes first because verification needs the exact bytes and must never read an
+//! unbounded body; verification comes before anything that stores state (deduplication), so
+//! forged traffic cannot fill it. In a [`ServiceBuilder`](https://docs.rs/tower/latest/tower/struct.ServiceBuilder.html)
+//! the first `.layer()` is the outermost.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use tower::{service_fn, ServiceBuilder};
+//! use tower_webhook::buffer::BufferBodyLayer;
+//! use tower_webhook::scheme::Scheme;
+//! use tower_webhook::verify::{Verifier, VerifyLayer};
+//! use tower_webhook::{BufferedBody, Verified};
+//!
+//! let verifier = Verifier::builder(Scheme::standard_webhooks())
+//!     .secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
+//!     .build()?;
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(BufferBodyLayer::new().max_bytes(256 * 1024))
+//!     .layer(VerifyLayer::new(verifier))
+//!     .service(service_fn(|req: Request<BufferedBody>| async move {
+//!         let verified = req.extensions().get::<Verified>().expect("set by VerifyLayer");
+//!         println!("event {:?}, {} bytes", verified.id(), req.body().bytes().len());
+//!         Ok::<_, Infallible>(Response::new(String::new()))
+//!     }));
+//! # let _ = service;
+//! # Ok::<(), tower_webhook::ConfigError>(())
+//! ```
+//!
+//! Every refusal is a response, never a service error: a short JSON body such as
+//! `{"error":"signature_mismatch"}` with the right status, and the typed [`Rejection`] in the
+//! response's extensions.
+//!
+//! # Feature flags
+//!
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `tracing` | yes | a `tracing` event for every rejection (target `tower_webhook`; reason and event id, never a secret or the body) |
+//! | `axum` | no | [`Verified`] and [`RawBody`] as axum extractors, and [`Rejection`] as an axum response |
+#![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[macro_use]
+mod macros;
+
+mod body;
+pub mod buffer;
+pub mod clock;
+mod error;
+#[cfg(feature = "axum")]
+pub mod extract;
+mod rejection;
+pub mod scheme;
+mod verified;
+pub mod verify;
+
+pub use body::{BodyLimits, BufferedBody, RawBody};
+pub use error::ConfigError;
+pub use rejection::{Rejection, ResponseBody};
+pub use verified::Verified;
+pub use verify::Verifier;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,309 @@
+//! Typed rejections: every way a layer can refuse a request, with its status code and the short
+//! JSON body sent back.
+//!
+//! A rejection is a *response*, never a service error: the layers answer it themselves, put the
+//! [`Rejection`] into the response's extensions (so outer middleware can log, count or rewrite
+//! it) and emit a `tracing` event (with the `tracing` feature). The body is only
+//! `{"error":"<code>"}`: never a secret, the request body, or an internal message.
+//!
+//! ```
+//! use http::StatusCode;
+//! use tower_webhook::Rejection;
+//!
+//! let rejection = Rejection::SignatureMismatch;
+//! assert_eq!(rejection.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(rejection.code(), "signature_mismatch");
+//! ```
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{HeaderName, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+/// Why a request was refused.
+///
+/// Each variant maps to one status code ([`status`](Self::status)) and one stable error code
+/// ([`code`](Self::code)), which is all the client sees. The variants' fields are for your logs
+/// and metrics. More variants will come with more layers, so match with a wildcard arm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The body is larger than the configured limit (413), either announced by
+    /// `Content-Length` or found while reading.
+    #[non_exhaustive]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The whole body did not arrive within the time limit (408).
+    BodyTimeout,
+    /// Reading the body failed, for example the connection broke mid-body (400).
+    BodyRead,
+    /// A header the scheme needs is absent (401).
+    #[non_exhaustive]
+    MissingHeader {
+        /// The header's name.
+        header: HeaderName,
+    },
+    /// A header is present but not in the scheme's format (400).
+    #[non_exhaustive]
+    MalformedHeader {
+        /// The header's name.
+        header: HeaderName,
+        /// What is wrong with it, for logs.
+        reason: &'static str,
+    },
+    /// The signature header holds no signature of a version this scheme verifies (401).
+    NoSupportedSignature,
+    /// No signature matched any configured secret (401).
+    SignatureMismatch,
+    /// The signed timestamp is further from now than the tolerance, in either direction (401).
+    #[non_exhaustive]
+    TimestampOutOfTolerance {
+        /// The signed timestamp, Unix seconds.
+        timestamp: u64,
+        /// The receiver's clock when checked, Unix seconds.
+        now: u64,
+    },
+    /// The layers were wired wrongly, for example an extractor used without its layer (500).
+    /// Never caused by the request itself.
+    #[non_exhaustive]
+    Misconfigured {
+        /// What is missing, for logs.
+        reason: &'static str,
+    },
+}
+
+/// Expands an error code into the pair `(code, JSON body)`, both `&'static str`.
+macro_rules! code {
+    ($c:literal) => {
+        ($c, concat!("{\"error\":\"", $c, "\"}"))
+    };
+}
+
+impl Rejection {
+    pub(crate) fn malformed(header: &HeaderName, reason: &'static str) -> Self {
+        Self::MalformedHeader {
+            header: header.clone(),
+            reason,
+        }
+    }
+
+    pub(crate) fn missing(header: &HeaderName) -> Self {
+        Self::MissingHeader {
+            header: header.clone(),
+        }
+    }
+
+    /// The HTTP status code this rejection answers with.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyRead | Self::MalformedHeader { .. } => StatusCode::BAD_REQUEST,
+            Self::MissingHeader { .. }
+            | Self::NoSupportedSignature
+            | Self::SignatureMismatch
+            | Self::TimestampOutOfTolerance { .. } => StatusCode::UNAUTHORIZED,
+            Self::Misconfigured { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable error code sent in the body as `{"error":"<code>"}`.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        self.code_and_body().0
+    }
+
+    fn code_and_body(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::PayloadTooLarge { .. } => code!("payload_too_large"),
+            Self::BodyTimeout => code!("body_timeout"),
+            Self::BodyRead => code!("body_read_error"),
+            Self::MissingHeader { .. } => code!("missing_header"),
+            Self::MalformedHeader { .. } => code!("malformed_header"),
+            Self::NoSupportedSignature => code!("no_supported_signature"),
+            Self::SignatureMismatch => code!("signature_mismatch"),
+            Self::TimestampOutOfTolerance { .. } => code!("timestamp_out_of_tolerance"),
+            Self::Misconfigured { .. } => code!("internal_error"),
+        }
+    }
+
+    /// The response this rejection answers with: its status, `Content-Type: application/json`,
+    /// the body `{"error":"<code>"}`, and the rejection itself in the response's extensions.
+    #[must_use]
+    pub fn into_response<B>(self) -> Response<ResponseBody<B>> {
+        let body = ResponseBody::rejection(Bytes::from_static(self.code_and_body().1.as_bytes()));
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status();
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.extensions_mut().insert(self);
+        response
+    }
+
+    /// Emits the `tracing` event for this rejection (a no-op without the `tracing` feature).
+    pub(crate) fn log(&self, event_id: Option<&str>) {
+        #[cfg(feature = "tracing")]
+        tracing::info!(
+            target: "tower_webhook",
+            status = self.status().as_u16(),
+            code = self.code(),
+            event_id = event_id.unwrap_or("-"),
+            reason = %self,
+            "webhook rejected"
+        );
+        #[cfg(not(feature = "tracing"))]
+        let _ = event_id;
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PayloadTooLarge { limit } => write!(f, "body larger than {limit} bytes"),
+            Self::BodyTimeout => f.write_str("body not received within the time limit"),
+            Self::BodyRead => f.write_str("body could not be read"),
+            Self::MissingHeader { header } => write!(f, "missing header {header}"),
+            Self::MalformedHeader { header, reason } => {
+                write!(f, "malformed header {header}: {reason}")
+            }
+            Self::NoSupportedSignature => f.write_str("no signature of a supported version"),
+            Self::SignatureMismatch => f.write_str("no signature matched"),
+            Self::TimestampOutOfTolerance { timestamp, now } => {
+                write!(f, "signed timestamp {timestamp} too far from now ({now})")
+            }
+            Self::Misconfigured { reason } => write!(f, "misconfigured: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+pin_project! {
+    /// The response body of the layers: the inner service's body, or a rejection's short JSON.
+    #[derive(Debug)]
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        Rejection { body: Option<Bytes> },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// Wraps the inner service's body.
+    pub fn new(body: B) -> Self {
+        Self {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    fn rejection(body: Bytes) -> Self {
+        Self {
+            kind: Kind::Rejection { body: Some(body) },
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Rejection { body } => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Rejection { body } => body.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Rejection { body } => {
+                SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for Rejection {
+    fn into_response(self) -> axum_core::response::Response {
+        self.log(None);
+        Rejection::into_response::<axum_core::body::Body>(self).map(axum_core::body::Body::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn response_has_status_json_and_extension() {
+        let response = Rejection::TimestampOutOfTolerance {
+            timestamp: 1,
+            now: 1000,
+        }
+        .into_response::<http_body_util::Empty<Bytes>>();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        assert!(matches!(
+            response.extensions().get::<Rejection>(),
+            Some(Rejection::TimestampOutOfTolerance { timestamp: 1, .. })
+        ));
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], br#"{"error":"timestamp_out_of_tolerance"}"#);
+    }
+
+    #[test]
+    fn every_code_is_snake_case_and_body_matches() {
+        let all = [
+            Rejection::PayloadTooLarge { limit: 1 },
+            Rejection::BodyTimeout,
+            Rejection::BodyRead,
+            Rejection::missing(&HeaderName::from_static("x")),
+            Rejection::malformed(&HeaderName::from_static("x"), "r"),
+            Rejection::NoSupportedSignature,
+            Rejection::SignatureMismatch,
+            Rejection::TimestampOutOfTolerance {
+                timestamp: 0,
+                now: 0,
+            },
+            Rejection::Misconfigured { reason: "r" },
+        ];
+        for r in all {
+            let (code, body) = r.code_and_body();
+            assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert_eq!(body, format!("{{\"error\":\"{code}\"}}"));
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Signature schemes: which headers carry the signature, timestamp and event id, which bytes
+//! are signed, and how the signature is encoded.
+//!
+//! Every built-in matches its sender's format byte for byte:
+//!
+//! | constructor | headers | signed bytes | signature |
+//! |---|---|---|---|
+//! | [`Scheme::standard_webhooks`] | `webhook-id`, `webhook-timestamp`, `webhook-signature` (or `svix-*`) | `{id}.{timestamp}.{body}` | space-separated `v1,<base64>` |
+//! | [`Scheme::stripe`] | `Stripe-Signature: t=<ts>,v1=<hex>[,v1=<hex>...]` | `{t}.{body}` | hex, every `v1` tried |
+//! | [`Scheme::github`] | `X-Hub-Signature-256: sha256=<hex>`, id `X-GitHub-Delivery` | the body | hex |
+//! | [`Scheme::slack`] | `X-Slack-Signature: v0=<hex>`, `X-Slack-Request-Timestamp` | `v0:{ts}:{body}` | hex |
+//! | [`Scheme::shopify`] | `X-Shopify-Hmac-Sha256`, id `X-Shopify-Webhook-Id` | the body | base64 |
+//! | [`Scheme::custom`] | yours | body, `{ts}.{body}` or `{id}.{ts}.{body}` | hex or base64 |
+//!
+//! Secrets are read as each sender documents them: Standard Webhooks secrets are `whsec_`
+//! followed by base64 (the prefix is optional), and are decoded; Stripe, GitHub, Slack and
+//! Shopify secrets are used as the raw bytes of the string (a Stripe `whsec_...` secret is *not*
+//! decoded). A signature of a version the scheme does not know (`v1a`, `v0` for Stripe,
+//! `sha1`) is ignored, never accepted.
+//!
+//! GitHub and Shopify sign no timestamp and their id headers are not covered by the signature:
+//! [`Verified::id_is_signed`](crate::Verified::id_is_signed) says so.
+//!
+//! ```
+//! use tower_webhook::scheme::{Scheme, SchemeKind};
+//!
+//! assert_eq!(Scheme::stripe().kind(), SchemeKind::Stripe);
+//! assert_eq!(Scheme::standard_webhooks().kind().as_str(), "standard-webhooks");
+//! ```
+
+mod custom;
+mod parse;
+mod senders;
+mod signer;
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderValue};
+use sha2::Sha256;
+
+pub use custom::{CustomBuilder, SecretEncoding, SignedContent, TimestampUnit};
+pub use parse::Encoding;
+pub(crate) use parse::Tag;
+pub use signer::{SignError, Signer};
+
+use crate::Rejection;
+
+/// A pre-keyed HMAC-SHA256 state, cloned for each message.
+pub(crate) type Key = Hmac<Sha256>;
+
+/// A signature scheme. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Scheme {
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    StandardWebhooks,
+    Stripe,
+    GitHub,
+    Slack,
+    Shopify,
+    Custom(Arc<custom::Custom>),
+}
+
+/// Which scheme verified an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SchemeKind {
+    /// Standard Webhooks (Svix).
+    StandardWebhooks,
+    /// Stripe.
+    Stripe,
+    /// GitHub.
+    GitHub,
+    /// Slack.
+    Slack,
+    /// Shopify.
+    Shopify,
+    /// A [`Scheme::custom`] scheme.
+    Custom,
+}
+
+impl SchemeKind {
+    /// A short lower-case name: `standard-webhooks`, `stripe`, `github`, `slack`, `shopify`,
+    /// `custom`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StandardWebhooks => "standard-webhooks",
+            Self::Stripe => "stripe",
+            Self::GitHub => "github",
+            Self::Slack => "slack",
+            Self::Shopify => "shopify",
+            Self::Custom => "custom",
+        }
+    }
+}
+
+impl Scheme {
+    /// [Standard Webhooks](https://www.standardwebhooks.com/), as sent by Svix and the many
+    /// services built on it. Reads the `webhook-*` headers and their `svix-*` equivalents (a
+    /// request that gives one field two different values is refused).
+    #[must_use]
+    pub fn standard_webhooks() -> Self {
+        Self {
+            kind: Kind::StandardWebhooks,
+        }
+    }
+
+    /// Stripe's `Stripe-Signature` header. Every `v1` signature in it is tried.
+    #[must_use]
+    pub fn stripe() -> Self {
+        Self { kind: Kind::Stripe }
+    }
+
+    /// GitHub's `X-Hub-Signature-256`.
+    #[must_use]
+    pub fn github() -> Self {
+        Self { kind: Kind::GitHub }
+    }
+
+    /// Slack's `v0` request signing.
+    #[must_use]
+    pub fn slack() -> Self {
+        Self { kind: Kind::Slack }
+    }
+
+    /// Shopify's `X-Shopify-Hmac-Sha256`.
+    #[must_use]
+    pub fn shopify() -> Self {
+        Self {
+            kind: Kind::Shopify,
+        }
+    }
+
+    /// A scheme for an in-house sender, with the signature in the header `signature_header`.
+    /// See [`CustomBuilder`].
+    pub fn custom(signature_header: &str) -> CustomBuilder {
+        CustomBuilder::new(signature_header)
+    }
+
+    /// Which scheme this is.
+    #[must_use]
+    pub fn kind(&self) -> SchemeKind {
+        match self.kind {
+            Kind::StandardWebhooks => SchemeKind::StandardWebhooks,
+            Kind::Stripe => SchemeKind::Stripe,
+            Kind::GitHub => SchemeKind::GitHub,
+            Kind::Slack => SchemeKind::Slack,
+            Kind::Shopify => SchemeKind::Shopify,
+            Kind::Custom(_) => SchemeKind::Custom,
+        }
+    }
+
+    /// Whether requests of this scheme carry a signed timestamp.
+    #[must_use]
+    pub fn has_timestamp(&self) -> bool {
+        match &self.kind {
+            Kind::StandardWebhooks | Kind::Stripe | Kind::Slack => true,
+            Kind::GitHub | Kind::Shopify => false,
+            Kind::Custom(c) => c.has_timestamp(),
+        }
+    }
+
+    /// The key bytes of a secret written as this scheme's sender writes it.
+    pub(crate) fn decode_secret(&self, secret: &str) -> Result<Vec<u8>, &'static str> {
+        match &self.kind {
+            Kind::StandardWebhooks => {
+                SecretEncoding::Base64.decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+            }
+            Kind::Custom(c) => c.decode_secret(secret),
+            _ => SecretEncoding::Raw.decode(secret),
+        }
+    }
+
+    /// Reads the signature headers of a request.
+    pub(crate) fn parse<'s, 'h>(&'s self, headers: &'h HeaderMap) -> Result<Signed<'h>, Rejection>
+    where
+        's: 'h,
+    {
+        match &self.kind {
+            Kind::StandardWebhooks => senders::standard_webhooks(headers),
+            Kind::Stripe => senders::stripe(headers),
+            Kind::GitHub => senders::github(headers),
+            Kind::Slack => senders::slack(headers),
+            Kind::Shopify => senders::shopify(headers),
+            Kind::Custom(c) => c.parse(headers),
+        }
+    }
+
+    /// The event id a request claims, unverified: for logs only.
+    pub(crate) fn claimed_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let name = match &self.kind {
+            Kind::StandardWebhooks => {
+                return senders::standard_webhooks_id(headers);
+            }
+            Kind::GitHub => &senders::GITHUB_DELIVERY,
+            Kind::Shopify => &senders::SHOPIFY_WEBHOOK_ID,
+            Kind::Custom(c) => c.id_header()?,
+            Kind::Stripe | Kind::Slack => return None,
+        };
+        parse::optional(headers, &[name]).ok().flatten().map(|f| f.text)
+    }
+
+    /// The headers that carry `tag` for a delivery with this id and timestamp.
+    pub(crate) fn sign(
+        &self,
+        key: &Key,
+        id: &str,
+        timestamp: u64,
+        body: &[u8],
+    ) -> Result<HeaderMap, SignError> {
+        match &self.kind {
+            Kind::StandardWebhooks => senders::sign_standard_webhooks(key, id, timestamp, body),
+            Kind::Stripe => senders::sign_stripe(key, timestamp, body),
+            Kind::GitHub => senders::sign_github(key, id, body),
+            Kind::Slack => senders::sign_slack(key, timestamp, body),
+            Kind::Shopify => senders::sign_shopify(key, id, body),
+            Kind::Custom(c) => c.sign(key, id, timestamp, body),
+        }
+    }
+}
+
+/// What a request's headers say was signed, and the signatures to check.
+#[derive(Debug)]
+pub(crate) struct Signed<'h> {
+    /// The pieces signed before the body, in order.
+    pub(crate) prefix: Prefix<'h>,
+    pub(crate) tags: parse::Tags,
+    /// The signed timestamp, Unix seconds.
+    pub(crate) timestamp: Option<u64>,
+    pub(crate) id: Option<&'h HeaderValue>,
+    /// Whether `id` is covered by the signature.
+    pub(crate) id_signed: bool,
+}
+
+/// Up to four byte strings signed before the body (`id`, `.`, `ts`, `.` at most).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Prefix<'a> {
+    parts: [&'a [u8]; 4],
+    len: usize,
+}
+
+impl<'a> Prefix<'a> {
+    pub(crate) fn new(pieces: &[&'a [u8]]) -> Self {
+        let mut parts: [&[u8]; 4] = [&[]; 4];
+        parts[..pieces.len()].copy_from_slice(pieces);
+        Self {
+            parts,
+            len: pieces.len(),
+        }
+    }
+
+    /// The HMAC of the prefix followed by `body`, fed in pieces (no joined copy).
+    pub(crate) fn tag(&self, key: &Key, body: &[u8]) -> Tag {
+        let mut mac = key.clone();
+        for part in &self.parts[..self.len] {
+            mac.update(part);
+        }
+        mac.update(body);
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// An event id as a header value, checked by the signer before it is sent.
+pub(crate) fn id_value(id: &str) -> Result<HeaderValue, SignError> {
+    if id.is_empty() || id.len() > parse::MAX_ID_LEN || !id.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        return Err(SignError::InvalidId);
+    }
+    HeaderValue::from_str(id).map_err(|_| SignError::InvalidId)
+}

@@ -1,0 +1,287 @@
+//! Strict, total parsing of signature headers: every input either parses or is a
+//! [`Rejection`]; nothing here panics, allocates, or overflows.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::Rejection;
+
+/// Length of an HMAC-SHA256 tag. Shorter (truncated) tags are never accepted.
+pub(crate) const TAG_LEN: usize = 32;
+
+/// An HMAC-SHA256 tag.
+pub(crate) type Tag = [u8; TAG_LEN];
+
+/// Most signatures one request may carry; more is a malformed header (and bounds the work a
+/// forged request can cause: `secrets x signatures` comparisons).
+pub(crate) const MAX_TAGS: usize = 8;
+
+/// Longest event id accepted, in bytes.
+pub(crate) const MAX_ID_LEN: usize = 256;
+
+/// The candidate tags of one request, decoded.
+#[derive(Debug)]
+pub(crate) struct Tags {
+    tags: [Tag; MAX_TAGS],
+    len: usize,
+}
+
+impl Tags {
+    pub(crate) fn new() -> Self {
+        Self {
+            tags: [[0; TAG_LEN]; MAX_TAGS],
+            len: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, tag: Tag, header: &HeaderName) -> Result<(), Rejection> {
+        let slot = self
+            .tags
+            .get_mut(self.len)
+            .ok_or_else(|| Rejection::malformed(header, "too many signatures"))?;
+        *slot = tag;
+        self.len += 1;
+        Ok(())
+    }
+
+    pub(crate) fn as_slice(&self) -> &[Tag] {
+        &self.tags[..self.len]
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A header value read as text: the name it was found under, and the value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Found<'n, 'h> {
+    pub(crate) name: &'n HeaderName,
+    pub(crate) value: &'h HeaderValue,
+    pub(crate) text: &'h str,
+}
+
+/// The one value of a header that may be sent under any of `names` (for example `webhook-id`
+/// and `svix-id`). Repeats with the same value are tolerated; different values are a malformed
+/// header, so an attacker cannot make two readers of the request see two different values.
+/// The value must be printable ASCII (no control characters, tabs or bytes over 0x7e).
+pub(crate) fn optional<'n, 'h>(
+    headers: &'h HeaderMap,
+    names: &[&'n HeaderName],
+) -> Result<Option<Found<'n, 'h>>, Rejection> {
+    let mut found: Option<(&'n HeaderName, &'h HeaderValue)> = None;
+    for &name in names {
+        for value in headers.get_all(name) {
+            match found {
+                None => found = Some((name, value)),
+                Some((_, first)) if first == value => {}
+                Some(_) => {
+                    return Err(Rejection::malformed(
+                        name,
+                        "sent more than once with different values",
+                    ))
+                }
+            }
+        }
+    }
+    let Some((name, value)) = found else {
+        return Ok(None);
+    };
+    let text = value
+        .as_bytes()
+        .iter()
+        .all(|b| (0x20..0x7f).contains(b))
+        .then(|| std::str::from_utf8(value.as_bytes()).ok())
+        .flatten()
+        .ok_or_else(|| Rejection::malformed(name, "not printable ASCII"))?;
+    Ok(Some(Found { name, value, text }))
+}
+
+/// Like [`optional`], but absence is a [`Rejection::MissingHeader`] for the first name.
+pub(crate) fn required<'n, 'h>(
+    headers: &'h HeaderMap,
+    names: &[&'n HeaderName],
+) -> Result<Found<'n, 'h>, Rejection> {
+    optional(headers, names)?.ok_or_else(|| Rejection::missing(names[0]))
+}
+
+/// An event id: non-empty, at most [`MAX_ID_LEN`] bytes.
+pub(crate) fn event_id<'n, 'h>(found: Found<'n, 'h>) -> Result<Found<'n, 'h>, Rejection> {
+    match found.text.len() {
+        0 => Err(Rejection::malformed(found.name, "empty event id")),
+        n if n > MAX_ID_LEN => Err(Rejection::malformed(found.name, "event id too long")),
+        _ => Ok(found),
+    }
+}
+
+/// A non-negative decimal integer, as senders write Unix times: ASCII digits only, no sign, no
+/// spaces, no leading zero, at most 19 digits (so it always fits in a `u64`).
+pub(crate) fn decimal(text: &str) -> Result<u64, &'static str> {
+    let bytes = text.as_bytes();
+    if bytes.is_empty() {
+        return Err("empty timestamp");
+    }
+    if bytes.len() > 19 {
+        return Err("timestamp has too many digits");
+    }
+    if !bytes.iter().all(u8::is_ascii_digit) {
+        return Err("timestamp is not a plain decimal number");
+    }
+    if bytes[0] == b'0' && bytes.len() > 1 {
+        return Err("timestamp has a leading zero");
+    }
+    bytes.iter().try_fold(0u64, |acc, &b| {
+        acc.checked_mul(10)
+            .and_then(|acc| acc.checked_add(u64::from(b - b'0')))
+            .ok_or("timestamp out of range")
+    })
+}
+
+/// How a signature is written in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Encoding {
+    /// Hexadecimal, 64 digits (either case accepted, lower case produced).
+    Hex,
+    /// Standard base64 with padding (RFC 4648 section 4), 44 characters.
+    Base64,
+}
+
+impl Encoding {
+    /// Decodes exactly one full-length tag; anything else (wrong length, bad digit, non-canonical
+    /// base64) is `None`.
+    pub(crate) fn decode(self, text: &str) -> Option<Tag> {
+        match self {
+            Self::Hex => decode_hex(text),
+            Self::Base64 => decode_base64(text),
+        }
+    }
+
+    pub(crate) fn encode(self, tag: &Tag) -> String {
+        match self {
+            Self::Hex => encode_hex(tag),
+            Self::Base64 => STANDARD.encode(tag),
+        }
+    }
+}
+
+fn decode_hex(text: &str) -> Option<Tag> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 2 * TAG_LEN {
+        return None;
+    }
+    let mut tag = [0u8; TAG_LEN];
+    for (out, pair) in tag.iter_mut().zip(bytes.chunks_exact(2)) {
+        *out = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    }
+    Some(tag)
+}
+
+pub(crate) fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+pub(crate) fn encode_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+fn decode_base64(text: &str) -> Option<Tag> {
+    // 32 bytes are 44 characters with padding; checking first keeps the decoder's work fixed.
+    if text.len() != 44 {
+        return None;
+    }
+    let mut buf = [0u8; 36];
+    let n = STANDARD.decode_slice(text, &mut buf).ok()?;
+    (n == TAG_LEN).then(|| {
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&buf[..TAG_LEN]);
+        tag
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_is_strict_and_total() {
+        assert_eq!(decimal("0"), Ok(0));
+        assert_eq!(decimal("1649367553"), Ok(1_649_367_553));
+        assert_eq!(decimal("9999999999999999999"), Ok(9_999_999_999_999_999_999));
+        for bad in [
+            "", "+1", "-1", " 1", "1 ", "01", "1.0", "1e3", "１", "99999999999999999999",
+            "0x10", "\t1",
+        ] {
+            assert!(decimal(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn hex_needs_exactly_64_digits() {
+        let tag = [0xabu8; 32];
+        let hex = encode_hex(&tag);
+        assert_eq!(Encoding::Hex.decode(&hex), Some(tag));
+        assert_eq!(Encoding::Hex.decode(&hex.to_uppercase()), Some(tag));
+        assert_eq!(Encoding::Hex.decode(&hex[..62]), None);
+        assert_eq!(Encoding::Hex.decode(&format!("{hex}00")), None);
+        assert_eq!(Encoding::Hex.decode(&hex.replace('a', "g")), None);
+    }
+
+    #[test]
+    fn base64_needs_exactly_32_bytes_canonically_encoded() {
+        let tag = [7u8; 32];
+        let b64 = Encoding::Base64.encode(&tag);
+        assert_eq!(Encoding::Base64.decode(&b64), Some(tag));
+        // 16 bytes (a truncated tag), 33 bytes, missing padding, non-canonical last digit.
+        assert_eq!(Encoding::Base64.decode(&STANDARD.encode([7u8; 16])), None);
+        assert_eq!(Encoding::Base64.decode(&STANDARD.encode([7u8; 33])), None);
+        assert_eq!(Encoding::Base64.decode(b64.trim_end_matches('=')), None);
+        let mut non_canonical = b64.clone().into_bytes();
+        non_canonical[42] = b'd'; // 'c' -> 'd' changes only the discarded low bits
+        assert_eq!(
+            Encoding::Base64.decode(std::str::from_utf8(&non_canonical).unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn repeated_headers_must_agree() {
+        let a = HeaderName::from_static("webhook-id");
+        let b = HeaderName::from_static("svix-id");
+        let mut headers = HeaderMap::new();
+        headers.append(&a, HeaderValue::from_static("msg_1"));
+        headers.append(&b, HeaderValue::from_static("msg_1"));
+        assert_eq!(required(&headers, &[&a, &b]).unwrap().text, "msg_1");
+        headers.append(&b, HeaderValue::from_static("msg_2"));
+        assert!(matches!(
+            required(&headers, &[&a, &b]),
+            Err(Rejection::MalformedHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn non_printable_values_are_refused() {
+        let a = HeaderName::from_static("x-sig");
+        for raw in [&b"caf\xc3\xa9"[..], b"a\tb", b"\xff"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(&a, HeaderValue::from_bytes(raw).unwrap());
+            assert!(required(&headers, &[&a]).is_err(), "{raw:?}");
+        }
+        assert!(matches!(
+            required(&HeaderMap::new(), &[&a]),
+            Err(Rejection::MissingHeader { .. })
+        ));
+    }
+}

@@ -1,0 +1,359 @@
+//! The built-in senders' formats.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::parse::{decimal, event_id, optional, required, Encoding, Found, Tags};
+use super::{id_value, Key, Prefix, SignError, Signed};
+use crate::Rejection;
+
+pub(super) static WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+pub(super) static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+pub(super) static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+pub(super) static SVIX_ID: HeaderName = HeaderName::from_static("svix-id");
+pub(super) static SVIX_TIMESTAMP: HeaderName = HeaderName::from_static("svix-timestamp");
+pub(super) static SVIX_SIGNATURE: HeaderName = HeaderName::from_static("svix-signature");
+pub(super) static STRIPE_SIGNATURE: HeaderName = HeaderName::from_static("stripe-signature");
+pub(super) static GITHUB_SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
+pub(super) static GITHUB_DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
+pub(super) static SLACK_SIGNATURE: HeaderName = HeaderName::from_static("x-slack-signature");
+pub(super) static SLACK_TIMESTAMP: HeaderName =
+    HeaderName::from_static("x-slack-request-timestamp");
+pub(super) static SHOPIFY_HMAC: HeaderName = HeaderName::from_static("x-shopify-hmac-sha256");
+pub(super) static SHOPIFY_WEBHOOK_ID: HeaderName = HeaderName::from_static("x-shopify-webhook-id");
+
+/// A timestamp header's value as Unix seconds.
+pub(super) fn timestamp(found: Found<'_, '_>) -> Result<u64, Rejection> {
+    decimal(found.text).map_err(|reason| Rejection::malformed(found.name, reason))
+}
+
+/// One tag written in `encoding`; anything else in a signature slot is malformed.
+fn tag(encoding: Encoding, text: &str, header: &HeaderName) -> Result<super::Tag, Rejection> {
+    encoding.decode(text).ok_or_else(|| {
+        Rejection::malformed(header, "signature is not a full-length HMAC-SHA256 tag")
+    })
+}
+
+fn no_tags_is_unsupported(tags: &Tags) -> Result<(), Rejection> {
+    if tags.is_empty() {
+        Err(Rejection::NoSupportedSignature)
+    } else {
+        Ok(())
+    }
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    // Every caller passes digits, base64, hex and fixed ASCII: always a valid value.
+    HeaderValue::from_str(s).expect("signer produced an invalid header value")
+}
+
+// ---- Standard Webhooks ----------------------------------------------------------------------
+
+pub(super) fn standard_webhooks(headers: &HeaderMap) -> Result<Signed<'_>, Rejection> {
+    let id = event_id(required(headers, &[&WEBHOOK_ID, &SVIX_ID])?)?;
+    let ts = required(headers, &[&WEBHOOK_TIMESTAMP, &SVIX_TIMESTAMP])?;
+    let sig = required(headers, &[&WEBHOOK_SIGNATURE, &SVIX_SIGNATURE])?;
+    let timestamp = timestamp(ts)?;
+    let mut tags = Tags::new();
+    if sig.text.is_empty() {
+        return Err(Rejection::malformed(sig.name, "empty signature list"));
+    }
+    for entry in sig.text.split(' ') {
+        let (version, value) = entry
+            .split_once(',')
+            .ok_or_else(|| Rejection::malformed(sig.name, "signature without a version"))?;
+        if version == "v1" {
+            tags.push(tag(Encoding::Base64, value, sig.name)?, sig.name)?;
+        }
+    }
+    no_tags_is_unsupported(&tags)?;
+    Ok(Signed {
+        prefix: Prefix::new(&[id.text.as_bytes(), b".", ts.text.as_bytes(), b"."]),
+        tags,
+        timestamp: Some(timestamp),
+        id: Some(id.value),
+        id_signed: true,
+    })
+}
+
+pub(super) fn standard_webhooks_id(headers: &HeaderMap) -> Option<&str> {
+    optional(headers, &[&WEBHOOK_ID, &SVIX_ID])
+        .ok()
+        .flatten()
+        .map(|f| f.text)
+}
+
+pub(super) fn sign_standard_webhooks(
+    key: &Key,
+    id: &str,
+    timestamp: u64,
+    body: &[u8],
+) -> Result<HeaderMap, SignError> {
+    let id_value = id_value(id)?;
+    let ts = timestamp.to_string();
+    let tag = Prefix::new(&[id.as_bytes(), b".", ts.as_bytes(), b"."]).tag(key, body);
+    let mut headers = HeaderMap::new();
+    headers.insert(&WEBHOOK_ID, id_value);
+    headers.insert(&WEBHOOK_TIMESTAMP, header_value(&ts));
+    headers.insert(
+        &WEBHOOK_SIGNATURE,
+        header_value(&format!("v1,{}", Encoding::Base64.encode(&tag))),
+    );
+    Ok(headers)
+}
+
+// ---- Stripe ---------------------------------------------------------------------------------
+
+pub(super) fn stripe(headers: &HeaderMap) -> Result<Signed<'_>, Rejection> {
+    let sig = required(headers, &[&STRIPE_SIGNATURE])?;
+    let mut t = None;
+    let mut tags = Tags::new();
+    for item in sig.text.split(',') {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| Rejection::malformed(sig.name, "item without '='"))?;
+        match key {
+            "t" if t.is_some() => return Err(Rejection::malformed(sig.name, "repeated t=")),
+            "t" => t = Some(value),
+            "v1" => tags.push(tag(Encoding::Hex, value, sig.name)?, sig.name)?,
+            _ => {}
+        }
+    }
+    let t = t.ok_or_else(|| Rejection::malformed(sig.name, "no t= timestamp"))?;
+    let timestamp = decimal(t).map_err(|reason| Rejection::malformed(sig.name, reason))?;
+    no_tags_is_unsupported(&tags)?;
+    Ok(Signed {
+        prefix: Prefix::new(&[t.as_bytes(), b"."]),
+        tags,
+        timestamp: Some(timestamp),
+        id: None,
+        id_signed: false,
+    })
+}
+
+pub(super) fn sign_stripe(key: &Key, timestamp: u64, body: &[u8]) -> Result<HeaderMap, SignError> {
+    let ts = timestamp.to_string();
+    let tag = Prefix::new(&[ts.as_bytes(), b"."]).tag(key, body);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        &STRIPE_SIGNATURE,
+        header_value(&format!("t={ts},v1={}", Encoding::Hex.encode(&tag))),
+    );
+    Ok(headers)
+}
+
+// ---- GitHub ---------------------------------------------------------------------------------
+
+/// A `<version>=<hex>` signature of which only `version` is verified.
+fn versioned_hex(
+    headers: &HeaderMap,
+    name: &'static HeaderName,
+    version: &str,
+) -> Result<Tags, Rejection> {
+    let sig = required(headers, &[name])?;
+    let (v, value) = sig
+        .text
+        .split_once('=')
+        .ok_or_else(|| Rejection::malformed(sig.name, "signature without a version"))?;
+    if v != version {
+        return Err(Rejection::NoSupportedSignature);
+    }
+    let mut tags = Tags::new();
+    tags.push(tag(Encoding::Hex, value, sig.name)?, sig.name)?;
+    Ok(tags)
+}
+
+/// An optional, unsigned id header (GitHub's and Shopify's).
+fn unsigned_id<'h>(
+    headers: &'h HeaderMap,
+    name: &'static HeaderName,
+) -> Result<Option<&'h HeaderValue>, Rejection> {
+    optional(headers, &[name])?
+        .map(|found| event_id(found).map(|f| f.value))
+        .transpose()
+}
+
+pub(super) fn github(headers: &HeaderMap) -> Result<Signed<'_>, Rejection> {
+    let tags = versioned_hex(headers, &GITHUB_SIGNATURE, "sha256")?;
+    Ok(Signed {
+        prefix: Prefix::new(&[]),
+        tags,
+        timestamp: None,
+        id: unsigned_id(headers, &GITHUB_DELIVERY)?,
+        id_signed: false,
+    })
+}
+
+pub(super) fn sign_github(key: &Key, id: &str, body: &[u8]) -> Result<HeaderMap, SignError> {
+    let id_value = id_value(id)?;
+    let tag = Prefix::new(&[]).tag(key, body);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        &GITHUB_SIGNATURE,
+        header_value(&format!("sha256={}", Encoding::Hex.encode(&tag))),
+    );
+    headers.insert(&GITHUB_DELIVERY, id_value);
+    Ok(headers)
+}
+
+// ---- Slack ----------------------------------------------------------------------------------
+
+pub(super) fn slack(headers: &HeaderMap) -> Result<Signed<'_>, Rejection> {
+    let ts = required(headers, &[&SLACK_TIMESTAMP])?;
+    let timestamp = timestamp(ts)?;
+    let tags = versioned_hex(headers, &SLACK_SIGNATURE, "v0")?;
+    Ok(Signed {
+        prefix: Prefix::new(&[b"v0:", ts.text.as_bytes(), b":"]),
+        tags,
+        timestamp: Some(timestamp),
+        id: None,
+        id_signed: false,
+    })
+}
+
+pub(super) fn sign_slack(key: &Key, timestamp: u64, body: &[u8]) -> Result<HeaderMap, SignError> {
+    let ts = timestamp.to_string();
+    let tag = Prefix::new(&[b"v0:", ts.as_bytes(), b":"]).tag(key, body);
+    let mut headers = HeaderMap::new();
+    headers.insert(&SLACK_TIMESTAMP, header_value(&ts));
+    headers.insert(
+        &SLACK_SIGNATURE,
+        header_value(&format!("v0={}", Encoding::Hex.encode(&tag))),
+    );
+    Ok(headers)
+}
+
+// ---- Shopify --------------------------------------------------------------------------------
+
+pub(super) fn shopify(headers: &HeaderMap) -> Result<Signed<'_>, Rejection> {
+    let sig = required(headers, &[&SHOPIFY_HMAC])?;
+    let mut tags = Tags::new();
+    tags.push(tag(Encoding::Base64, sig.text, sig.name)?, sig.name)?;
+    Ok(Signed {
+        prefix: Prefix::new(&[]),
+        tags,
+        timestamp: None,
+        id: unsigned_id(headers, &SHOPIFY_WEBHOOK_ID)?,
+        id_signed: false,
+    })
+}
+
+pub(super) fn sign_shopify(key: &Key, id: &str, body: &[u8]) -> Result<HeaderMap, SignError> {
+    let id_value = id_value(id)?;
+    let tag = Prefix::new(&[]).tag(key, body);
+    let mut headers = HeaderMap::new();
+    headers.insert(&SHOPIFY_HMAC, header_value(&Encoding::Base64.encode(&tag)));
+    headers.insert(&SHOPIFY_WEBHOOK_ID, id_value);
+    Ok(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    const HEX: &str = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    const B64: &str = "tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+
+    fn std_headers(sig: &str) -> HeaderMap {
+        headers(&[
+            (&WEBHOOK_ID, "msg_1"),
+            (&WEBHOOK_TIMESTAMP, "1649367553"),
+            (&WEBHOOK_SIGNATURE, sig),
+        ])
+    }
+
+    #[test]
+    fn standard_webhooks_ignores_unknown_versions_but_needs_one_v1() {
+        let map = std_headers(&format!("v1a,abc v1,{B64} v2,zzz"));
+        let ok = standard_webhooks(&map).unwrap();
+        assert_eq!(ok.tags.as_slice().len(), 1);
+        assert!(matches!(
+            standard_webhooks(&std_headers("v1a,abc")),
+            Err(Rejection::NoSupportedSignature)
+        ));
+        for bad in ["", "v1", &format!("v1,{B64}  v1,{B64}"), "v1,AAAA", B64] {
+            assert!(
+                matches!(
+                    standard_webhooks(&std_headers(bad)),
+                    Err(Rejection::MalformedHeader { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn standard_webhooks_refuses_conflicting_svix_headers() {
+        let mut map = std_headers(&format!("v1,{B64}"));
+        map.insert(&SVIX_TIMESTAMP, HeaderValue::from_static("1649367554"));
+        assert!(matches!(
+            standard_webhooks(&map),
+            Err(Rejection::MalformedHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn stripe_needs_exactly_one_t_and_takes_every_v1() {
+        let two = format!("t=1,v1={HEX},v0={HEX},v1={HEX},foo=bar");
+        let map = headers(&[(&STRIPE_SIGNATURE, &two)]);
+        let ok = stripe(&map).unwrap();
+        assert_eq!(ok.tags.as_slice().len(), 2);
+        assert_eq!(ok.timestamp, Some(1));
+        for bad in [
+            format!("t=1,t=1,v1={HEX}"),
+            format!("v1={HEX}"),
+            format!("t=,v1={HEX}"),
+            format!("t=-1,v1={HEX}"),
+            format!("t=1,v1={}", &HEX[..32]),
+            "t=1,v1".to_owned(),
+            String::new(),
+        ] {
+            assert!(
+                matches!(
+                    stripe(&headers(&[(&STRIPE_SIGNATURE, &bad)])),
+                    Err(Rejection::MalformedHeader { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            stripe(&headers(&[(&STRIPE_SIGNATURE, &format!("t=1,v0={HEX}"))])),
+            Err(Rejection::NoSupportedSignature)
+        ));
+    }
+
+    #[test]
+    fn github_refuses_other_algorithms_and_short_tags() {
+        let sig = |s: &str| headers(&[(&GITHUB_SIGNATURE, s)]);
+        assert!(github(&sig(&format!("sha256={HEX}"))).is_ok());
+        assert!(matches!(
+            github(&sig(&format!("sha1={}", &HEX[..40]))),
+            Err(Rejection::NoSupportedSignature)
+        ));
+        assert!(matches!(
+            github(&sig(&format!("sha256={}", &HEX[..32]))),
+            Err(Rejection::MalformedHeader { .. })
+        ));
+        assert!(matches!(github(&sig(HEX)), Err(Rejection::MalformedHeader { .. })));
+        assert!(matches!(
+            github(&HeaderMap::new()),
+            Err(Rejection::MissingHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn too_many_signatures_is_malformed() {
+        let many = vec![format!("v1,{B64}"); super::super::parse::MAX_TAGS + 1].join(" ");
+        assert!(matches!(
+            standard_webhooks(&std_headers(&many)),
+            Err(Rejection::MalformedHeader { .. })
+        ));
+    }
+}

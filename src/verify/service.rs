@@ -1,0 +1,102 @@
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use http_body::Body;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::Verifier;
+use crate::body::{verify_parts, BufferedBody, Collect, ResponseFuture, Stage};
+use crate::rejection::ResponseBody;
+use crate::RawBody;
+
+/// Applies [`Verify`] to a service.
+#[derive(Debug, Clone)]
+pub struct VerifyLayer {
+    verifier: Verifier,
+}
+
+impl VerifyLayer {
+    /// Verifies with `verifier`.
+    #[must_use]
+    pub fn new(verifier: Verifier) -> Self {
+        Self { verifier }
+    }
+}
+
+impl<S> Layer<S> for VerifyLayer {
+    type Service = Verify<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Verify {
+            inner,
+            verifier: self.verifier.clone(),
+        }
+    }
+}
+
+/// Verifies each request's signature before calling the inner service. See the
+/// [module docs](crate::verify).
+#[derive(Debug, Clone)]
+pub struct Verify<S> {
+    inner: S,
+    verifier: Verifier,
+}
+
+impl<S> Verify<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, verifier: Verifier) -> Self {
+        Self { inner, verifier }
+    }
+
+    /// A [`VerifyLayer`] with `verifier`.
+    #[must_use]
+    pub fn layer(verifier: Verifier) -> VerifyLayer {
+        VerifyLayer::new(verifier)
+    }
+
+    inner_accessors!();
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Verify<S>
+where
+    S: Service<Request<BufferedBody>, Response = Response<ResBody>> + Clone,
+    B: Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<B, S, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        // Bytes already collected by `BufferBody` (possibly behind other layers that changed
+        // the body's type): verify them without reading the body again.
+        if let Some(raw) = parts.extensions.get::<RawBody>() {
+            let bytes = raw.bytes().clone();
+            drop(body);
+            return match verify_parts(&self.verifier, &mut parts, &bytes) {
+                Ok(()) => ResponseFuture::calling(
+                    self.inner
+                        .call(Request::from_parts(parts, BufferedBody::new(bytes))),
+                ),
+                Err(rejection) => ResponseFuture::rejected(rejection),
+            };
+        }
+        let stage = Stage::Verify(self.verifier.clone());
+        match Collect::start(body, &parts.headers, self.verifier.body_limits()) {
+            Ok(collect) => {
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::collecting(collect, parts, inner, stage)
+            }
+            Err(rejection) => {
+                rejection.log(self.verifier.claimed_id(&parts.headers));
+                ResponseFuture::rejected(rejection)
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::Mac;
+use http::HeaderMap;
+use subtle::{Choice, ConstantTimeEq};
+
+use crate::clock::{self, Clock, SharedClock};
+use crate::scheme::{Key, Scheme};
+use crate::{BodyLimits, ConfigError, Rejection, Verified};
+
+/// Verifies requests of one scheme against one or more secrets. Cheap to clone (shared).
+///
+/// Usable without Tower, for example on deliveries read from a queue:
+/// [`verify`](Self::verify) takes the headers and the exact body bytes.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    scheme: Scheme,
+    /// One pre-keyed MAC per secret, cloned per request.
+    keys: Box<[Key]>,
+    tolerance_secs: u64,
+    clock: SharedClock,
+    limits: BodyLimits,
+}
+
+impl Verifier {
+    /// The default tolerance between the signed timestamp and now, in either direction.
+    pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+    /// Starts configuring a verifier for `scheme`.
+    pub fn builder(scheme: Scheme) -> VerifierBuilder {
+        VerifierBuilder {
+            scheme,
+            keys: Vec::new(),
+            error: None,
+            count: 0,
+            tolerance: Self::DEFAULT_TOLERANCE,
+            clock: clock::system(),
+            limits: BodyLimits::new(),
+        }
+    }
+
+    /// Checks the signature of a request with these headers and exactly these body bytes.
+    ///
+    /// # Errors
+    ///
+    /// The [`Rejection`] to answer: a missing or malformed header, a timestamp outside the
+    /// tolerance, no signature of a supported version, or no signature matching any secret.
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Verified, Rejection> {
+        let inner = &*self.inner;
+        let signed = inner.scheme.parse(headers)?;
+        if let Some(timestamp) = signed.timestamp {
+            let now = inner.clock.now_unix_secs();
+            if now.abs_diff(timestamp) > inner.tolerance_secs {
+                return Err(Rejection::TimestampOutOfTolerance { timestamp, now });
+            }
+        }
+        for (key_index, key) in inner.keys.iter().enumerate() {
+            let tag = signed.prefix.tag(key, body);
+            let matched = signed
+                .tags
+                .as_slice()
+                .iter()
+                .fold(Choice::from(0), |acc, candidate| acc | tag.ct_eq(candidate));
+            if bool::from(matched) {
+                return Ok(Verified {
+                    scheme: inner.scheme.kind(),
+                    id: signed.id.cloned(),
+                    id_signed: signed.id_signed,
+                    timestamp: signed.timestamp,
+                    key_index,
+                });
+            }
+        }
+        Err(Rejection::SignatureMismatch)
+    }
+
+    /// The scheme.
+    #[must_use]
+    pub fn scheme(&self) -> &Scheme {
+        &self.inner.scheme
+    }
+
+    /// The limits [`Verify`](super::Verify) applies when it has to read the body itself.
+    #[must_use]
+    pub fn body_limits(&self) -> &BodyLimits {
+        &self.inner.limits
+    }
+
+    pub(crate) fn claimed_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        self.inner.scheme.claimed_id(headers)
+    }
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("scheme", &self.inner.scheme.kind())
+            .field("secrets", &format_args!("[..; {}]", self.inner.keys.len()))
+            .field("tolerance_secs", &self.inner.tolerance_secs)
+            .field("clock", &self.inner.clock)
+            .field("limits", &self.inner.limits)
+            .finish()
+    }
+}
+
+/// Configures a [`Verifier`]; [`Verifier::builder`] starts it. Errors (an empty or undecodable
+/// secret, no secret at all) are reported by [`build`](Self::build).
+#[must_use]
+pub struct VerifierBuilder {
+    scheme: Scheme,
+    keys: Vec<Key>,
+    error: Option<ConfigError>,
+    count: usize,
+    tolerance: Duration,
+    clock: SharedClock,
+    limits: BodyLimits,
+}
+
+impl VerifierBuilder {
+    /// Adds a secret written as the scheme's sender writes it (for example `whsec_...` for
+    /// Standard Webhooks). Several secrets may be active at once; the first that matches wins.
+    pub fn secret(mut self, secret: impl AsRef<str>) -> Self {
+        let decoded = self.scheme.decode_secret(secret.as_ref());
+        self.add(decoded);
+        self
+    }
+
+    /// Adds several secrets, as [`secret`](Self::secret).
+    pub fn secrets<I>(self, secrets: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        secrets.into_iter().fold(self, Self::secret)
+    }
+
+    /// Adds a secret given as the raw key bytes.
+    pub fn secret_bytes(mut self, key: impl AsRef<[u8]>) -> Self {
+        let key = key.as_ref();
+        self.add(if key.is_empty() {
+            Err("secret is empty")
+        } else {
+            Ok(key.to_vec())
+        });
+        self
+    }
+
+    fn add(&mut self, key: Result<Vec<u8>, &'static str>) {
+        let index = self.count;
+        self.count += 1;
+        let key = key.and_then(|k| Key::new_from_slice(&k).map_err(|_| "not a valid HMAC key"));
+        match key {
+            Ok(key) => self.keys.push(key),
+            Err(reason) => {
+                self.error
+                    .get_or_insert(ConfigError::InvalidSecret { index, reason });
+            }
+        }
+    }
+
+    /// How far the signed timestamp may be from now, in either direction (default 5 minutes).
+    /// Whole seconds; the fraction is dropped.
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// The clock to check timestamps against (default [`SystemClock`](crate::clock::SystemClock)).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The limits [`Verify`](super::Verify) applies when it reads the body itself, that is
+    /// when no [`BufferBody`](crate::buffer::BufferBody) layer did so before it.
+    pub fn body_limits(mut self, limits: BodyLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Builds the verifier.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSecret`] for the first secret that is empty or cannot be decoded;
+    /// [`ConfigError::NoSecret`] when none was given.
+    pub fn build(self) -> Result<Verifier, ConfigError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.keys.is_empty() {
+            return Err(ConfigError::NoSecret);
+        }
+        Ok(Verifier {
+            inner: Arc::new(Inner {
+                scheme: self.scheme,
+                keys: self.keys.into_boxed_slice(),
+                tolerance_secs: self.tolerance.as_secs(),
+                clock: self.clock,
+                limits: self.limits,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierBuilder")
+            .field("scheme", &self.scheme.kind())
+            .field("secrets", &format_args!("[..; {}]", self.count))
+            .field("tolerance", &self.tolerance)
+            .finish_non_exhaustive()
+    }
+}
