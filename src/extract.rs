@@ -39,4 +39,7 @@ macro_rules! extension_extractor {
 }
 
 extension_extractor!(Verified, "Verified extracted without the Verify layer");
-extension_extractor!(RawBody, "RawBody extracted without the BufferBody or Verify layer");
+extension_extractor!(
+    RawBody,
+    "RawBody extracted without the BufferBody or Verify layer"
+);

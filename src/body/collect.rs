@@ -37,7 +37,11 @@ impl<B: Body> Collect<B> {
     /// hint) already says the body is over the limit.
     ///
     /// Must be called within a Tokio runtime (the deadline is a Tokio timer).
-    pub(crate) fn start(body: B, headers: &HeaderMap, limits: &BodyLimits) -> Result<Self, Rejection> {
+    pub(crate) fn start(
+        body: B,
+        headers: &HeaderMap,
+        limits: &BodyLimits,
+    ) -> Result<Self, Rejection> {
         let limit = limits.get_max_bytes();
         let too_large = || Rejection::PayloadTooLarge { limit };
         if announced_len_over(headers, limit) || body.size_hint().lower() > limit as u64 {
@@ -165,7 +169,9 @@ mod tests {
             tx.send_data(Bytes::from_static(part)).await.unwrap();
         }
         drop(tx);
-        let got = Collect::start(body, &HeaderMap::new(), &limits(5)).unwrap().await;
+        let got = Collect::start(body, &HeaderMap::new(), &limits(5))
+            .unwrap()
+            .await;
         assert_eq!(got.unwrap(), Bytes::from_static(b"abcde"));
     }
 
@@ -175,7 +181,9 @@ mod tests {
         tx.send_data(Bytes::from_static(b"abc")).await.unwrap();
         tx.send_data(Bytes::from_static(b"def")).await.unwrap();
         // The sender stays open: an endless body must still be refused.
-        let got = Collect::start(body, &HeaderMap::new(), &limits(5)).unwrap().await;
+        let got = Collect::start(body, &HeaderMap::new(), &limits(5))
+            .unwrap()
+            .await;
         assert_eq!(got, Err(Rejection::PayloadTooLarge { limit: 5 }));
         drop(tx);
     }
@@ -199,7 +207,9 @@ mod tests {
     async fn body_error_is_a_read_rejection() {
         let (tx, body) = Channel::<Bytes, &'static str>::new(1);
         tx.abort("broken");
-        let got = Collect::start(body, &HeaderMap::new(), &limits(10)).unwrap().await;
+        let got = Collect::start(body, &HeaderMap::new(), &limits(10))
+            .unwrap()
+            .await;
         assert_eq!(got, Err(Rejection::BodyRead));
     }
 }

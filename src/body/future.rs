@@ -176,6 +176,8 @@ impl<B, S, F> std::fmt::Debug for ResponseFuture<B, S, F> {
             State::Calling { .. } => "calling",
             State::Rejected { .. } => "rejected",
         };
-        f.debug_struct("ResponseFuture").field("state", &state).finish()
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
     }
 }

@@ -140,7 +140,9 @@ impl AsRef<[u8]> for RawBody {
 
 impl fmt::Debug for RawBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawBody").field("len", &self.0.len()).finish()
+        f.debug_struct("RawBody")
+            .field("len", &self.0.len())
+            .finish()
     }
 }
 

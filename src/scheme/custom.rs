@@ -179,7 +179,8 @@ impl CustomBuilder {
     /// timestamp or id header that was not given.
     pub fn build(self) -> Result<Scheme, ConfigError> {
         let name = |n: &str| {
-            HeaderName::try_from(n).map_err(|_| ConfigError::InvalidHeaderName { name: n.to_owned() })
+            HeaderName::try_from(n)
+                .map_err(|_| ConfigError::InvalidHeaderName { name: n.to_owned() })
         };
         let needs_ts = self.content != SignedContent::Body;
         let needs_id = self.content == SignedContent::IdTimestampBody;
@@ -300,7 +301,10 @@ impl Custom {
             HeaderValue::from_str(&signature).map_err(|_| SignError::InvalidPrefix)?,
         );
         if let Some((name, _)) = &self.timestamp {
-            headers.insert(name, HeaderValue::from_str(&ts).map_err(|_| SignError::InvalidId)?);
+            headers.insert(
+                name,
+                HeaderValue::from_str(&ts).map_err(|_| SignError::InvalidId)?,
+            );
         }
         if let Some(name) = &self.id {
             headers.insert(name, id_value(id)?);

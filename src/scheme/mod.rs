@@ -202,7 +202,10 @@ impl Scheme {
             Kind::Custom(c) => c.id_header()?,
             Kind::Stripe | Kind::Slack => return None,
         };
-        parse::optional(headers, &[name]).ok().flatten().map(|f| f.text)
+        parse::optional(headers, &[name])
+            .ok()
+            .flatten()
+            .map(|f| f.text)
     }
 
     /// The headers that carry `tag` for a delivery with this id and timestamp.
@@ -267,7 +270,9 @@ impl<'a> Prefix<'a> {
 
 /// An event id as a header value, checked by the signer before it is sent.
 pub(crate) fn id_value(id: &str) -> Result<HeaderValue, SignError> {
-    if id.is_empty() || id.len() > parse::MAX_ID_LEN || !id.bytes().all(|b| (0x20..0x7f).contains(&b))
+    if id.is_empty()
+        || id.len() > parse::MAX_ID_LEN
+        || !id.bytes().all(|b| (0x20..0x7f).contains(&b))
     {
         return Err(SignError::InvalidId);
     }

@@ -341,7 +341,10 @@ mod tests {
             github(&sig(&format!("sha256={}", &HEX[..32]))),
             Err(Rejection::MalformedHeader { .. })
         ));
-        assert!(matches!(github(&sig(HEX)), Err(Rejection::MalformedHeader { .. })));
+        assert!(matches!(
+            github(&sig(HEX)),
+            Err(Rejection::MalformedHeader { .. })
+        ));
         assert!(matches!(
             github(&HeaderMap::new()),
             Err(Rejection::MissingHeader { .. })
