@@ -1,0 +1,56 @@
+//! The demo programs' shared settings, read from the environment. These names and defaults
+//! are a public interface (see the README): keep them stable.
+#![allow(dead_code)]
+
+use std::env;
+use std::str::FromStr;
+
+use tower_webhook::scheme::Scheme;
+
+/// The development secret used when `WEBHOOK_SECRET` is unset. It is valid for every scheme:
+/// base64 after `whsec_` for Standard Webhooks, raw bytes for the others.
+pub const DEV_SECRET: &str = "whsec_dG93ZXItd2ViaG9vay1kZXYtc2VjcmV0IQ==";
+
+/// A setting that could not be read; the programs print it and exit with status 2.
+pub type Error = String;
+
+/// `WEBHOOK_SCHEME`: `standard` (default), `stripe`, `github`, `slack` or `shopify`.
+pub fn scheme() -> Result<Scheme, Error> {
+    match var("WEBHOOK_SCHEME").as_deref().unwrap_or("standard") {
+        "standard" => Ok(Scheme::standard_webhooks()),
+        "stripe" => Ok(Scheme::stripe()),
+        "github" => Ok(Scheme::github()),
+        "slack" => Ok(Scheme::slack()),
+        "shopify" => Ok(Scheme::shopify()),
+        other => Err(format!(
+            "WEBHOOK_SCHEME={other:?}: expected standard, stripe, github, slack or shopify"
+        )),
+    }
+}
+
+/// `WEBHOOK_SECRET`: one secret, or several separated by commas (rotation). `None` when unset:
+/// the caller falls back to [`DEV_SECRET`] and says so.
+pub fn secrets() -> Option<Vec<String>> {
+    var("WEBHOOK_SECRET").map(|s| s.split(',').map(|p| p.trim().to_owned()).collect())
+}
+
+/// A setting parsed as `T`, or `default` when unset.
+pub fn parsed<T: FromStr>(name: &str, default: T) -> Result<T, Error> {
+    match var(name) {
+        None => Ok(default),
+        Some(value) => value
+            .parse()
+            .map_err(|_| format!("{name}={value:?} is not valid")),
+    }
+}
+
+/// A variable's value; unset and empty are the same.
+pub fn var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Prints a settings error and exits with status 2.
+pub fn exit_with(error: impl std::fmt::Display) -> ! {
+    eprintln!("error: {error}");
+    std::process::exit(2);
+}
