@@ -76,3 +76,75 @@ pub use verify::Verifier;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync_clone<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn layers_and_services_are_send_sync_clone() {
+        #[derive(Clone)]
+        struct Inner;
+        send_sync_clone::<buffer::BufferBodyLayer>();
+        send_sync_clone::<buffer::BufferBody<Inner>>();
+        send_sync_clone::<verify::VerifyLayer>();
+        send_sync_clone::<verify::Verify<Inner>>();
+        send_sync_clone::<Verifier>();
+        send_sync_clone::<Verified>();
+        send_sync_clone::<RawBody>();
+        send_sync_clone::<Rejection>();
+        send_sync_clone::<scheme::Scheme>();
+        send_sync_clone::<scheme::Signer>();
+        send_sync_clone::<clock::ManualClock>();
+    }
+
+    #[test]
+    fn futures_are_send() {
+        fn send<T: Send>(_: &T) {}
+        use tower::{service_fn, Service, ServiceExt};
+        let inner = service_fn(|_: http::Request<BufferedBody>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        });
+        let verifier = Verifier::builder(scheme::Scheme::github())
+            .secret("s")
+            .build()
+            .unwrap();
+        let mut svc = tower::ServiceBuilder::new()
+            .layer(buffer::BufferBodyLayer::new())
+            .layer(verify::VerifyLayer::new(verifier))
+            .service(inner);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let ready =
+                ServiceExt::<http::Request<http_body_util::Full<bytes::Bytes>>>::ready(&mut svc)
+                    .await
+                    .unwrap();
+            let future = ready.call(http::Request::new(http_body_util::Full::new(
+                bytes::Bytes::new(),
+            )));
+            send(&future);
+            let res = future.await.unwrap();
+            assert_eq!(res.status(), http::StatusCode::UNAUTHORIZED);
+        });
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let builder = Verifier::builder(scheme::Scheme::stripe()).secret("whsec_topsecret");
+        assert!(!format!("{builder:?}").contains("topsecret"));
+        let verifier = builder.build().unwrap();
+        assert!(!format!("{verifier:?}").contains("topsecret"));
+        let signer = scheme::Signer::new(&scheme::Scheme::stripe(), "whsec_topsecret").unwrap();
+        assert!(!format!("{signer:?}").contains("topsecret"));
+        let err = Verifier::builder(scheme::Scheme::standard_webhooks())
+            .secret("whsec_not*base64")
+            .build()
+            .unwrap_err();
+        assert!(!err.to_string().contains("not*base64"));
+    }
+}
