@@ -30,7 +30,9 @@ fn schemes() -> [(&'static str, Scheme); 5] {
 }
 
 fn body(size: usize) -> Vec<u8> {
-    (0..size).map(|i| b"{\"type\":\"invoice.paid\"}"[i % 23]).collect()
+    (0..size)
+        .map(|i| b"{\"type\":\"invoice.paid\"}"[i % 23])
+        .collect()
 }
 
 fn verify(c: &mut Criterion) {
@@ -82,9 +84,13 @@ fn verify(c: &mut Criterion) {
             .unwrap();
         let svix = svix::webhooks::Webhook::new(SECRET).unwrap();
         assert!(svix.verify_ignoring_timestamp(&body, &headers).is_ok());
-        group.bench_with_input(BenchmarkId::new("svix", "standard_webhooks"), &body, |b, body| {
-            b.iter(|| black_box(svix.verify_ignoring_timestamp(black_box(body), &headers)));
-        });
+        group.bench_with_input(
+            BenchmarkId::new("svix", "standard_webhooks"),
+            &body,
+            |b, body| {
+                b.iter(|| black_box(svix.verify_ignoring_timestamp(black_box(body), &headers)));
+            },
+        );
         group.finish();
     }
 }
