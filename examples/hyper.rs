@@ -75,8 +75,14 @@ async fn main() {
         .unwrap_or_else(|e| support::exit_with(format!("cannot listen on {addr}: {e}")));
     println!("listening on {}", listener.local_addr().expect("bound"));
     loop {
-        let Ok((stream, _peer)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                eprintln!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let service = TowerToHyperService::new(service.clone());
         tokio::spawn(async move {

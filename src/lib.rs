@@ -72,8 +72,8 @@ pub use rejection::{Rejection, ResponseBody};
 pub use verified::Verified;
 pub use verify::Verifier;
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doctests (they use the `axum` extractors).
+#[cfg(all(doctest, feature = "axum"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

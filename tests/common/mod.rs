@@ -101,7 +101,7 @@ pub async fn raw(
                 Ok(n) => {
                     out.extend_from_slice(&buf[..n]);
                     // One response is all these tests need.
-                    if let Some(text) = std::str::from_utf8(&out).ok() {
+                    if let Ok(text) = std::str::from_utf8(&out) {
                         if text.contains("\r\n\r\n{") && text.ends_with('}') {
                             break;
                         }
