@@ -22,6 +22,18 @@ pub enum ConfigError {
         /// The name as given.
         name: String,
     },
+    /// The replay layer's settings do not fit the scheme or the verifier.
+    #[non_exhaustive]
+    InvalidReplay {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A replay store cannot be configured (for example an unusable Redis URL).
+    #[non_exhaustive]
+    InvalidStore {
+        /// What is wrong (never a URL, which may hold a password).
+        reason: &'static str,
+    },
     /// A custom scheme's parts do not fit together.
     #[non_exhaustive]
     InvalidScheme {
@@ -37,6 +49,8 @@ impl fmt::Display for ConfigError {
             Self::InvalidSecret { index, reason } => write!(f, "secret #{index}: {reason}"),
             Self::InvalidHeaderName { name } => write!(f, "invalid header name {name:?}"),
             Self::InvalidScheme { reason } => write!(f, "invalid scheme: {reason}"),
+            Self::InvalidReplay { reason } => write!(f, "invalid replay settings: {reason}"),
+            Self::InvalidStore { reason } => write!(f, "invalid replay store: {reason}"),
         }
     }
 }

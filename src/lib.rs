@@ -62,6 +62,7 @@ mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
 mod rejection;
+pub mod replay;
 pub mod scheme;
 mod verified;
 pub mod verify;

@@ -20,7 +20,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE};
+use std::time::Duration;
+
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderName, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -70,6 +72,22 @@ pub enum Rejection {
         /// The receiver's clock when checked, Unix seconds.
         now: u64,
     },
+    /// This event was already handled (200, without calling the handler): the sender can stop
+    /// retrying.
+    Duplicate,
+    /// This event is being handled right now by another request (409, with `Retry-After`).
+    #[non_exhaustive]
+    InFlight {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// The replay store cannot be used: unreachable, too slow, or full of live entries (503,
+    /// with `Retry-After`).
+    #[non_exhaustive]
+    StoreUnavailable {
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// The layers were wired wrongly, for example an extractor used without its layer (500).
     /// Never caused by the request itself.
     #[non_exhaustive]
@@ -112,6 +130,20 @@ impl Rejection {
             | Self::SignatureMismatch
             | Self::TimestampOutOfTolerance { .. } => StatusCode::UNAUTHORIZED,
             Self::Misconfigured { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Duplicate => StatusCode::OK,
+            Self::InFlight { .. } => StatusCode::CONFLICT,
+            Self::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// How long the client should wait before retrying, for the refusals that say so.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::InFlight { retry_after } | Self::StoreUnavailable { retry_after } => {
+                Some(*retry_after)
+            }
+            _ => None,
         }
     }
 
@@ -132,6 +164,10 @@ impl Rejection {
             Self::SignatureMismatch => code!("signature_mismatch"),
             Self::TimestampOutOfTolerance { .. } => code!("timestamp_out_of_tolerance"),
             Self::Misconfigured { .. } => code!("internal_error"),
+            // Not an error: the sender's delivery succeeded earlier.
+            Self::Duplicate => ("duplicate", "{\"status\":\"duplicate\"}"),
+            Self::InFlight { .. } => code!("in_flight"),
+            Self::StoreUnavailable { .. } => code!("store_unavailable"),
         }
     }
 
@@ -145,6 +181,13 @@ impl Rejection {
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(after) = self.retry_after() {
+            // A whole number of seconds, at least 1 (RFC 9110 section 10.2.3).
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
         response.extensions_mut().insert(self);
         response
     }
@@ -181,6 +224,9 @@ impl fmt::Display for Rejection {
                 write!(f, "signed timestamp {timestamp} too far from now ({now})")
             }
             Self::Misconfigured { reason } => write!(f, "misconfigured: {reason}"),
+            Self::Duplicate => f.write_str("event already handled"),
+            Self::InFlight { .. } => f.write_str("event being handled by another request"),
+            Self::StoreUnavailable { .. } => f.write_str("replay store unavailable"),
         }
     }
 }
@@ -299,11 +345,27 @@ mod tests {
                 now: 0,
             },
             Rejection::Misconfigured { reason: "r" },
+            Rejection::InFlight {
+                retry_after: Duration::from_millis(1),
+            },
+            Rejection::StoreUnavailable {
+                retry_after: Duration::ZERO,
+            },
         ];
         for r in all {
             let (code, body) = r.code_and_body();
             assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
             assert_eq!(body, format!("{{\"error\":\"{code}\"}}"));
+            let response = r.clone().into_response::<http_body_util::Empty<Bytes>>();
+            match r.retry_after() {
+                // Always a whole number of seconds, at least 1.
+                Some(_) => assert_eq!(response.headers()[RETRY_AFTER], "1"),
+                None => assert!(response.headers().get(RETRY_AFTER).is_none()),
+            }
         }
+        assert_eq!(
+            Rejection::Duplicate.code_and_body(),
+            ("duplicate", r#"{"status":"duplicate"}"#)
+        );
     }
 }

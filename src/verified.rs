@@ -2,7 +2,7 @@
 
 use http::HeaderValue;
 
-use crate::scheme::SchemeKind;
+use crate::scheme::{SchemeKind, Tag};
 
 /// A request whose signature was verified: put into the request's extensions by
 /// [`Verify`](crate::verify::Verify), and, with the `axum` feature, an extractor.
@@ -31,6 +31,8 @@ pub struct Verified {
     pub(crate) id_signed: bool,
     pub(crate) timestamp: Option<u64>,
     pub(crate) key_index: usize,
+    /// The signature that matched: a keyed digest of everything signed.
+    pub(crate) tag: Tag,
 }
 
 impl Verified {

@@ -41,7 +41,7 @@ use sha2::Sha256;
 
 pub use custom::{CustomBuilder, SecretEncoding, SignedContent, TimestampUnit};
 pub use parse::Encoding;
-pub(crate) use parse::Tag;
+pub(crate) use parse::{encode_hex, Tag};
 pub use signer::{SignError, Signer};
 
 use crate::Rejection;
@@ -162,6 +162,15 @@ impl Scheme {
             Kind::StandardWebhooks | Kind::Stripe | Kind::Slack => true,
             Kind::GitHub | Kind::Shopify => false,
             Kind::Custom(c) => c.has_timestamp(),
+        }
+    }
+
+    /// Whether requests of this scheme name their event in a header (signed or not).
+    pub(crate) fn has_id_header(&self) -> bool {
+        match &self.kind {
+            Kind::StandardWebhooks | Kind::GitHub | Kind::Shopify => true,
+            Kind::Stripe | Kind::Slack => false,
+            Kind::Custom(c) => c.id_header().is_some(),
         }
     }
 

@@ -74,10 +74,17 @@ impl Verifier {
                     id_signed: signed.id_signed,
                     timestamp: signed.timestamp,
                     key_index,
+                    tag,
                 });
             }
         }
         Err(Rejection::SignatureMismatch)
+    }
+
+    /// How far a signed timestamp may be from now, either way.
+    #[must_use]
+    pub fn tolerance(&self) -> Duration {
+        Duration::from_secs(self.inner.tolerance_secs)
     }
 
     /// The scheme.

@@ -1,0 +1,483 @@
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::key::dedup_key;
+use super::store::{Begin, ReplayStore, StoreError, StoreFuture, Token};
+use crate::rejection::ResponseBody;
+use crate::{ConfigError, RawBody, Rejection, Verified, Verifier};
+
+struct Config {
+    store: Arc<dyn ReplayStore>,
+    namespace: Box<str>,
+    ttl: Duration,
+    lease: Duration,
+    retry_after: Duration,
+    fail_open: bool,
+    /// The scheme names no event in a header: look for the signed body's `"id"`.
+    id_in_body: bool,
+    token_base: u64,
+    counter: AtomicU64,
+}
+
+impl Config {
+    fn token(&self) -> Token {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        Token(u128::from(self.token_base) << 64 | u128::from(n))
+    }
+}
+
+/// Applies [`Replay`] to a service. Clones share the store and configuration.
+#[derive(Clone)]
+pub struct ReplayLayer {
+    config: Arc<Config>,
+}
+
+impl ReplayLayer {
+    /// Starts configuring a replay layer that keeps keys in `store`, for requests verified by
+    /// `verifier` (its scheme says where the event id comes from; its tolerance bounds the TTL).
+    pub fn builder(store: impl ReplayStore, verifier: &Verifier) -> ReplayBuilder {
+        ReplayBuilder {
+            store: Arc::new(store),
+            has_timestamp: verifier.scheme().has_timestamp(),
+            has_id: verifier.scheme().has_id_header(),
+            tolerance: verifier.tolerance(),
+            namespace: "default".into(),
+            ttl: ReplayBuilder::DEFAULT_TTL,
+            lease: ReplayBuilder::DEFAULT_LEASE,
+            retry_after: ReplayBuilder::DEFAULT_RETRY_AFTER,
+            fail_open: false,
+        }
+    }
+}
+
+impl<S> Layer<S> for ReplayLayer {
+    type Service = Replay<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Replay {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for ReplayLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &*self.config;
+        f.debug_struct("ReplayLayer")
+            .field("store", &c.store)
+            .field("namespace", &c.namespace)
+            .field("ttl", &c.ttl)
+            .field("lease", &c.lease)
+            .field("fail_open", &c.fail_open)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`ReplayLayer`]; [`ReplayLayer::builder`] starts it.
+#[must_use]
+pub struct ReplayBuilder {
+    store: Arc<dyn ReplayStore>,
+    has_timestamp: bool,
+    has_id: bool,
+    tolerance: Duration,
+    namespace: String,
+    ttl: Duration,
+    lease: Duration,
+    retry_after: Duration,
+    fail_open: bool,
+}
+
+impl ReplayBuilder {
+    /// How long a handled event's key is kept by default: 24 hours.
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+    /// How long an in-flight mark lasts by default if its holder never finishes (a crash).
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+    /// The default `Retry-After` of 409 and 503 answers.
+    pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+    /// Prefix of every key, so that two endpoints (or services) sharing one store keep their
+    /// events apart; the scheme's name is always part of the key too. Default `default`.
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        namespace.clone_into(&mut self.namespace);
+        self
+    }
+
+    /// How long a handled event stays *done* (default 24 h). It must outlive the whole window
+    /// in which its signed timestamp is accepted, future skew included: at least twice the
+    /// verifier's tolerance.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long an in-flight mark lasts when its handler never finishes, for example after a
+    /// crash (default 60 s). Longer than your slowest handler.
+    pub fn in_flight_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The `Retry-After` of a 409 (in flight) or 503 (store unavailable) answer (default 5 s).
+    pub fn retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// When the store fails: `false` (the default) answers 503 with `Retry-After`, so the
+    /// sender retries later and nothing is handled twice; `true` calls the handler without
+    /// deduplication, so nothing waits on the store but a replay may get through. Either way a
+    /// `tracing` event says which.
+    pub fn fail_open(mut self, fail_open: bool) -> Self {
+        self.fail_open = fail_open;
+        self
+    }
+
+    /// Builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidReplay`] when the scheme has neither an event id nor a signed
+    /// timestamp, when the TTL is shorter than twice the tolerance, or when the lease is zero.
+    pub fn build(self) -> Result<ReplayLayer, ConfigError> {
+        if !self.has_timestamp && !self.has_id {
+            return Err(ConfigError::InvalidReplay {
+                reason: "the scheme has neither an event id nor a signed timestamp",
+            });
+        }
+        if self.ttl < self.tolerance.saturating_mul(2) || self.ttl.is_zero() {
+            return Err(ConfigError::InvalidReplay {
+                reason: "the TTL must be at least twice the verifier's tolerance",
+            });
+        }
+        if self.lease.is_zero() {
+            return Err(ConfigError::InvalidReplay {
+                reason: "the in-flight lease must not be zero",
+            });
+        }
+        Ok(ReplayLayer {
+            config: Arc::new(Config {
+                store: self.store,
+                namespace: self.namespace.into(),
+                ttl: self.ttl,
+                lease: self.lease,
+                retry_after: self.retry_after,
+                fail_open: self.fail_open,
+                id_in_body: !self.has_id,
+                token_base: RandomState::new().hash_one(std::process::id()),
+                counter: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for ReplayBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplayBuilder")
+            .field("store", &self.store)
+            .field("namespace", &self.namespace)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lets each verified event reach the inner service once. See the [module docs](super).
+#[derive(Clone)]
+pub struct Replay<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Replay<S> {
+    inner_accessors!();
+}
+
+impl<S: fmt::Debug> fmt::Debug for Replay<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replay")
+            .field("inner", &self.inner)
+            .field("namespace", &self.config.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Replay<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<B, S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let config = &self.config;
+        let Some(verified) = req.extensions().get::<Verified>() else {
+            let rejection = Rejection::Misconfigured {
+                reason: "Replay needs the Verify layer in front of it",
+            };
+            rejection.log(None);
+            return ResponseFuture::answer(rejection, Guard::disarmed(config));
+        };
+        let body = req.extensions().get::<RawBody>().map(|b| &b[..]);
+        let key: Arc<str> = dedup_key(&config.namespace, verified, config.id_in_body, body).into();
+        let token = config.token();
+        let begin = config.store.begin(&key, token, config.lease);
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture {
+            state: State::Beginning {
+                begin,
+                req: Some(req),
+                inner: Some(inner),
+            },
+            // Armed from the start: if this future is dropped while `begin` is under way, the
+            // mark it may have taken is released (a release with a token that holds nothing
+            // does nothing).
+            guard: Guard {
+                config: config.clone(),
+                key,
+                token,
+                armed: true,
+            },
+        }
+    }
+}
+
+/// Releases the in-flight mark if the request ends without finishing: the future dropped
+/// because the client went away, or the server shut down, mid-handler.
+struct Guard {
+    config: Arc<Config>,
+    key: Arc<str>,
+    token: Token,
+    armed: bool,
+}
+
+impl Guard {
+    fn disarmed(config: &Arc<Config>) -> Self {
+        Self {
+            config: config.clone(),
+            key: Arc::from(""),
+            token: Token(0),
+            armed: false,
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let release = self.config.store.release(&self.key, self.token);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let key = self.key.clone();
+                runtime.spawn(async move {
+                    if let Err(error) = release.await {
+                        log_store_error(&error, &key, "release after the request was dropped");
+                    }
+                });
+            }
+            // No runtime (shutting down): the lease expires the mark instead.
+            Err(_) => drop(release),
+        }
+    }
+}
+
+fn log_store_error(error: &StoreError, key: &str, doing: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(target: "tower_webhook", %error, key, "replay store failed to {doing}");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (error, key, doing);
+}
+
+pin_project! {
+    /// Response future of [`Replay`].
+    pub struct ResponseFuture<B, S>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<B, S>,
+        guard: Guard,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<B, S>
+    where
+        S: Service<Request<B>>,
+    {
+        Beginning {
+            begin: StoreFuture<Begin>,
+            req: Option<Request<B>>,
+            inner: Option<S>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+        Finishing {
+            finish: StoreFuture<bool>,
+            outcome: Option<Result<S::Response, S::Error>>,
+        },
+        Answer {
+            rejection: Option<Rejection>,
+        },
+    }
+}
+
+impl<B, S: Service<Request<B>>> ResponseFuture<B, S> {
+    fn answer(rejection: Rejection, guard: Guard) -> Self {
+        Self {
+            state: State::Answer {
+                rejection: Some(rejection),
+            },
+            guard,
+        }
+    }
+}
+
+impl<B, S, ResBody> Future for ResponseFuture<B, S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let guard = &mut *this.guard;
+            let config = &*guard.config;
+            match this.state.as_mut().project() {
+                StateProj::Beginning { begin, req, inner } => {
+                    let begun = ready!(Pin::new(begin).poll(cx));
+                    let (Some(req), Some(mut inner)) = (req.take(), inner.take()) else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    let refuse = |rejection: Rejection| {
+                        rejection.log(Some(&guard.key));
+                        State::Answer {
+                            rejection: Some(rejection),
+                        }
+                    };
+                    let next = match begun {
+                        Ok(Begin::Started) => State::Calling {
+                            future: inner.call(req),
+                        },
+                        Ok(Begin::Done) => {
+                            guard.armed = false;
+                            refuse(Rejection::Duplicate)
+                        }
+                        Ok(Begin::InFlight) => {
+                            guard.armed = false;
+                            refuse(Rejection::InFlight {
+                                retry_after: config.retry_after,
+                            })
+                        }
+                        Err(error) if config.fail_open && error != StoreError::Full => {
+                            guard.armed = false;
+                            #[cfg(feature = "tracing")]
+                            tracing::warn!(
+                                target: "tower_webhook", %error, key = &*guard.key,
+                                "replay store failed; failing open: handling without deduplication"
+                            );
+                            State::Calling {
+                                future: inner.call(req),
+                            }
+                        }
+                        Err(error) => {
+                            #[cfg(feature = "tracing")]
+                            tracing::warn!(
+                                target: "tower_webhook", %error, key = &*guard.key,
+                                "replay store failed; failing closed: 503"
+                            );
+                            refuse(Rejection::StoreUnavailable {
+                                retry_after: config.retry_after,
+                            })
+                        }
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Calling { future } => {
+                    let outcome = ready!(future.poll(cx));
+                    if !guard.armed {
+                        // Failing open: there is no mark to settle.
+                        return Poll::Ready(outcome.map(|r| r.map(ResponseBody::new)));
+                    }
+                    let handled = matches!(&outcome, Ok(r) if r.status().is_success());
+                    let finish = if handled {
+                        config.store.complete(&guard.key, guard.token, config.ttl)
+                    } else {
+                        config.store.release(&guard.key, guard.token)
+                    };
+                    // From here the mark is settled by `finish`, not by the guard.
+                    guard.armed = false;
+                    this.state.set(State::Finishing {
+                        finish,
+                        outcome: Some(outcome),
+                    });
+                }
+                StateProj::Finishing { finish, outcome } => {
+                    let settled = ready!(Pin::new(finish).poll(cx));
+                    let outcome = outcome
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let handled = matches!(&outcome, Ok(r) if r.status().is_success());
+                    let doing = if handled { "mark done" } else { "release" };
+                    match settled {
+                        Ok(true) => {}
+                        // The lease ran out while the handler worked: another attempt may have
+                        // started meanwhile. Nothing to undo, but worth knowing.
+                        Ok(false) => log_store_error(
+                            &StoreError::unavailable(
+                                "in-flight lease expired before the handler finished",
+                            ),
+                            &guard.key,
+                            doing,
+                        ),
+                        Err(error) => log_store_error(&error, &guard.key, doing),
+                    }
+                    return Poll::Ready(outcome.map(|r| r.map(ResponseBody::new)));
+                }
+                StateProj::Answer { rejection } => {
+                    let rejection = rejection
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(rejection.into_response()));
+                }
+            }
+        }
+    }
+}
+
+impl<B, S: Service<Request<B>>> fmt::Debug for ResponseFuture<B, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Beginning { .. } => "beginning",
+            State::Calling { .. } => "calling",
+            State::Finishing { .. } => "finishing",
+            State::Answer { .. } => "answer",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
