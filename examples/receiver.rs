@@ -13,37 +13,98 @@
 //! | `WEBHOOK_SECRET` | a development secret, printed at start | one secret, or several separated by commas |
 //! | `MAX_BODY_BYTES` | `1048576` | largest body accepted (413 above) |
 //! | `TOLERANCE_SECS` | `300` | how far the signed timestamp may be from now |
+//! | `REPLAY_STORE` | `memory` | `memory`, `redis` or `off`: where handled event ids are kept |
+//! | `REDIS_URL` | `redis://127.0.0.1:6379/` | the Redis of `REPLAY_STORE=redis` |
+//! | `REPLAY_TTL_SECS` | `86400` | how long a handled event id is remembered |
+//! | `FAIL_ONCE_PREFIX` | unset | events whose id starts with this fail (500) on their first delivery, to show retries |
 //!
-//! Standard output carries `listening on <addr>` once bound, then exactly one line per request
-//! that reached the handler: `accepted id=<event id or -> bytes=<body length>`. Rejected
-//! requests print nothing there; each is a `tracing` event on standard error.
+//! Standard output carries `listening on <addr>` once bound, then exactly one line per accepted
+//! event: `accepted id=<event id or -> bytes=<body length>`. Rejected requests and duplicates
+//! never reach the handler and print nothing there; each is a `tracing` event on standard error.
 
 #[path = "support/mod.rs"]
 mod support;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Extension, Router};
 use tower::ServiceBuilder;
 use tower_webhook::buffer::BufferBodyLayer;
+use tower_webhook::replay::{MemoryStore, RedisStore, ReplayLayer};
 use tower_webhook::verify::{Verifier, VerifyLayer};
 use tower_webhook::{RawBody, Verified};
 
 /// `Extension` is axum's own extractor; with this crate's `axum` feature, `Verified` and
 /// `RawBody` are extractors by themselves too.
 async fn accept(
+    State(failures): State<Failures>,
     Extension(verified): Extension<Verified>,
     Extension(body): Extension<RawBody>,
 ) -> (StatusCode, &'static str) {
+    if failures.fail_first_time(verified.id()) {
+        eprintln!("simulated failure for id={}", verified.id().unwrap_or("-"));
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{\"error\":\"simulated_failure\"}",
+        );
+    }
     println!(
         "accepted id={} bytes={}",
         verified.id().unwrap_or("-"),
         body.len()
     );
     (StatusCode::OK, "{\"status\":\"accepted\"}")
+}
+
+/// The `FAIL_ONCE_PREFIX` demonstration: ids seen failing once by this process.
+#[derive(Clone, Default)]
+struct Failures {
+    prefix: Option<Arc<str>>,
+    failed: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Failures {
+    fn fail_first_time(&self, id: Option<&str>) -> bool {
+        match (&self.prefix, id) {
+            (Some(prefix), Some(id)) if id.starts_with(&**prefix) => self
+                .failed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id.to_owned()),
+            _ => false,
+        }
+    }
+}
+
+/// `REPLAY_STORE`, `REDIS_URL`, `REPLAY_TTL_SECS`: the replay layer, unless `off`.
+fn replay(verifier: &Verifier) -> Result<Option<ReplayLayer>, support::Error> {
+    let ttl = Duration::from_secs(support::parsed("REPLAY_TTL_SECS", 86_400)?);
+    let builder = match support::var("REPLAY_STORE").as_deref().unwrap_or("memory") {
+        "off" => return Ok(None),
+        "memory" => ReplayLayer::builder(MemoryStore::default(), verifier),
+        "redis" => {
+            let url = support::var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379/".into());
+            let store = RedisStore::new(&url).map_err(|e| format!("REDIS_URL: {e}"))?;
+            ReplayLayer::builder(store, verifier)
+        }
+        other => {
+            return Err(format!(
+                "REPLAY_STORE={other:?}: expected memory, redis or off"
+            ))
+        }
+    };
+    builder
+        .namespace("receiver")
+        .ttl(ttl)
+        .build()
+        .map(Some)
+        .map_err(|e| format!("REPLAY_TTL_SECS: {e}"))
 }
 
 fn app() -> Result<Router, support::Error> {
@@ -62,7 +123,20 @@ fn app() -> Result<Router, support::Error> {
         .tolerance(Duration::from_secs(tolerance))
         .build()
         .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
-    Ok(Router::new().route("/webhook", post(accept)).layer(
+    let replay = replay(&verifier)?;
+    let failures = Failures {
+        prefix: support::var("FAIL_ONCE_PREFIX").map(Into::into),
+        ..Failures::default()
+    };
+    let router = Router::new()
+        .route("/webhook", post(accept))
+        .with_state(failures);
+    // Innermost first when added one by one: replay sits right in front of the handler.
+    let router = match replay {
+        Some(replay) => router.layer(replay),
+        None => router,
+    };
+    Ok(router.layer(
         ServiceBuilder::new()
             .layer(BufferBodyLayer::new().max_bytes(max_body))
             .layer(VerifyLayer::new(verifier)),

@@ -33,8 +33,10 @@ struct Config {
 
 impl Config {
     fn token(&self) -> Token {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        Token(u128::from(self.token_base) << 64 | u128::from(n))
+        Token::from_parts(
+            self.token_base,
+            self.counter.fetch_add(1, Ordering::Relaxed),
+        )
     }
 }
 

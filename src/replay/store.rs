@@ -12,6 +12,12 @@ use std::time::Duration;
 pub struct Token(pub(crate) u128);
 
 impl Token {
+    /// A token from two halves: the layer uses a random per-instance half and a counter.
+    #[must_use]
+    pub fn from_parts(high: u64, low: u64) -> Self {
+        Self(u128::from(high) << 64 | u128::from(low))
+    }
+
     /// The token as a string of 32 hex digits, for stores that keep text.
     #[must_use]
     pub fn to_hex(self) -> String {

@@ -1,6 +1,9 @@
 //! Helpers for tests that talk to real servers on 127.0.0.1.
 #![allow(dead_code)]
 
+#[cfg(feature = "redis")]
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
