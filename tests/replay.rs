@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_webhook::buffer::BufferBodyLayer;
-use tower_webhook::replay::{MemoryStore, ReplayLayer, ReplayStore};
+use tower_webhook::replay::{Begin, MemoryStore, ReplayLayer, ReplayStore, StoreFuture, Token};
 use tower_webhook::scheme::{Scheme, SignedContent, Signer, TimestampUnit};
 use tower_webhook::verify::VerifyLayer;
 use tower_webhook::{BufferedBody, ConfigError, Rejection, ResponseBody, Verifier};
@@ -439,4 +439,50 @@ fn configuration_errors_are_reported_at_build() {
     assert!(ReplayLayer::builder(MemoryStore::default(), &verifier)
         .build()
         .is_ok());
+}
+
+/// A store whose `complete` takes a while, like a slow Redis.
+#[derive(Debug, Clone)]
+struct SlowComplete(MemoryStore);
+
+impl ReplayStore for SlowComplete {
+    fn begin(&self, key: &str, token: Token, lease: Duration) -> StoreFuture<Begin> {
+        self.0.begin(key, token, lease)
+    }
+    fn complete(&self, key: &str, token: Token, ttl: Duration) -> StoreFuture<bool> {
+        let (store, key) = (self.0.clone(), key.to_owned());
+        StoreFuture::new(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            store.complete(&key, token, ttl).await
+        })
+    }
+    fn release(&self, key: &str, token: Token) -> StoreFuture<bool> {
+        self.0.release(key, token)
+    }
+}
+
+#[tokio::test]
+async fn marking_done_finishes_even_if_the_client_leaves_meanwhile() {
+    let scheme = Scheme::standard_webhooks();
+    let (svc, handler) = stack(
+        scheme.clone(),
+        SlowComplete(MemoryStore::default()),
+        "t",
+        Behaviour::Ok,
+    );
+    let headers = delivery(&scheme, "msg_slow", BODY);
+    let first = tokio::spawn(svc.clone().oneshot(request(&headers, BODY)));
+    while handler.calls.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    // The handler has answered 2xx; `complete` is under way. The client goes away.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        send(&svc, &headers, BODY).await.1,
+        r#"{"status":"duplicate"}"#
+    );
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
 }

@@ -256,18 +256,24 @@ where
                 key,
                 token,
                 armed: true,
+                settling: None,
             },
         }
     }
 }
 
-/// Releases the in-flight mark if the request ends without finishing: the future dropped
-/// because the client went away, or the server shut down, mid-handler.
+/// Settles the in-flight mark if the request future is dropped before it could: the client
+/// went away, or the server shut down. Mid-handler, it releases the mark (the sender's retry
+/// will be handled); after the handler, it lets the pending `complete` or `release` finish on
+/// the runtime instead of dropping it half-way.
 struct Guard {
     config: Arc<Config>,
     key: Arc<str>,
     token: Token,
+    /// The handler may be running: release on drop.
     armed: bool,
+    /// The `complete` or `release` under way, finished on the runtime if dropped.
+    settling: Option<StoreFuture<bool>>,
 }
 
 impl Guard {
@@ -277,27 +283,29 @@ impl Guard {
             key: Arc::from(""),
             token: Token(0),
             armed: false,
+            settling: None,
         }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let release = self.config.store.release(&self.key, self.token);
+        let pending = match self.settling.take() {
+            Some(settling) => settling,
+            None if self.armed => self.config.store.release(&self.key, self.token),
+            None => return,
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 let key = self.key.clone();
                 runtime.spawn(async move {
-                    if let Err(error) = release.await {
-                        log_store_error(&error, &key, "release after the request was dropped");
+                    if let Err(error) = pending.await {
+                        log_store_error(&error, &key, "settle after the request was dropped");
                     }
                 });
             }
             // No runtime (shutting down): the lease expires the mark instead.
-            Err(_) => drop(release),
+            Err(_) => drop(pending),
         }
     }
 }
@@ -337,7 +345,6 @@ pin_project! {
             future: S::Future,
         },
         Finishing {
-            finish: StoreFuture<bool>,
             outcome: Option<Result<S::Response, S::Error>>,
         },
         Answer {
@@ -430,15 +437,21 @@ where
                     } else {
                         config.store.release(&guard.key, guard.token)
                     };
-                    // From here the mark is settled by `finish`, not by the guard.
+                    // From here the mark is settled by `finish`, kept in the guard so that it
+                    // completes even if this future is dropped.
                     guard.armed = false;
+                    guard.settling = Some(finish);
                     this.state.set(State::Finishing {
-                        finish,
                         outcome: Some(outcome),
                     });
                 }
-                StateProj::Finishing { finish, outcome } => {
+                StateProj::Finishing { outcome } => {
+                    let finish = guard
+                        .settling
+                        .as_mut()
+                        .expect("ResponseFuture polled after completion");
                     let settled = ready!(Pin::new(finish).poll(cx));
+                    guard.settling = None;
                     let outcome = outcome
                         .take()
                         .expect("ResponseFuture polled after completion");
