@@ -34,6 +34,18 @@ pub enum ConfigError {
         /// What is wrong (never a URL, which may hold a password).
         reason: &'static str,
     },
+    /// A CIDR or address could not be parsed.
+    #[non_exhaustive]
+    InvalidCidr {
+        /// The value as given.
+        value: String,
+    },
+    /// A quota cannot be used (zero requests, burst or period).
+    #[non_exhaustive]
+    InvalidQuota {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A custom scheme's parts do not fit together.
     #[non_exhaustive]
     InvalidScheme {
@@ -49,6 +61,8 @@ impl fmt::Display for ConfigError {
             Self::InvalidSecret { index, reason } => write!(f, "secret #{index}: {reason}"),
             Self::InvalidHeaderName { name } => write!(f, "invalid header name {name:?}"),
             Self::InvalidScheme { reason } => write!(f, "invalid scheme: {reason}"),
+            Self::InvalidCidr { value } => write!(f, "invalid CIDR or address {value:?}"),
+            Self::InvalidQuota { reason } => write!(f, "invalid quota: {reason}"),
             Self::InvalidReplay { reason } => write!(f, "invalid replay settings: {reason}"),
             Self::InvalidStore { reason } => write!(f, "invalid replay store: {reason}"),
         }

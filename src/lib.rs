@@ -55,12 +55,17 @@
 #[macro_use]
 mod macros;
 
+pub mod allowlist;
 mod body;
 pub mod buffer;
+mod cidr;
+pub mod client_ip;
 pub mod clock;
 mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
+mod gate;
+pub mod rate_limit;
 mod rejection;
 pub mod replay;
 pub mod scheme;
@@ -72,6 +77,20 @@ pub use error::ConfigError;
 pub use rejection::{Rejection, ResponseBody};
 pub use verified::Verified;
 pub use verify::Verifier;
+
+/// Parses a comma-separated list of CIDRs or single addresses, as the allowlist and trusted
+/// proxies take them: `"10.0.0.0/8, 192.0.2.7, 2001:db8::/32"`. Empty items are skipped.
+///
+/// # Errors
+///
+/// [`ConfigError::InvalidCidr`] naming the first item that is neither.
+pub fn parse_cidrs(list: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(cidr::parse_net)
+        .collect()
+}
 
 /// The README's examples, compiled and run as doctests (they use the `axum` extractors).
 #[cfg(all(doctest, feature = "axum"))]

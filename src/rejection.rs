@@ -27,6 +27,10 @@ use http::{HeaderName, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
 /// Why a request was refused.
 ///
 /// Each variant maps to one status code ([`status`](Self::status)) and one stable error code
@@ -88,6 +92,17 @@ pub enum Rejection {
         /// When to try again.
         retry_after: Duration,
     },
+    /// The client's address is not in the allowlist, or could not be determined (403).
+    Forbidden,
+    /// The client sent more than its quota allows (429, with `Retry-After` and the
+    /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` headers).
+    #[non_exhaustive]
+    RateLimited {
+        /// When a request will be allowed again.
+        retry_after: Duration,
+        /// The quota's burst: how many requests may come at once.
+        limit: u32,
+    },
     /// The layers were wired wrongly, for example an extractor used without its layer (500).
     /// Never caused by the request itself.
     #[non_exhaustive]
@@ -131,6 +146,8 @@ impl Rejection {
             | Self::TimestampOutOfTolerance { .. } => StatusCode::UNAUTHORIZED,
             Self::Misconfigured { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Duplicate => StatusCode::OK,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InFlight { .. } => StatusCode::CONFLICT,
             Self::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -140,9 +157,9 @@ impl Rejection {
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::InFlight { retry_after } | Self::StoreUnavailable { retry_after } => {
-                Some(*retry_after)
-            }
+            Self::InFlight { retry_after }
+            | Self::StoreUnavailable { retry_after }
+            | Self::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -168,6 +185,8 @@ impl Rejection {
             Self::Duplicate => ("duplicate", "{\"status\":\"duplicate\"}"),
             Self::InFlight { .. } => code!("in_flight"),
             Self::StoreUnavailable { .. } => code!("store_unavailable"),
+            Self::Forbidden => code!("forbidden"),
+            Self::RateLimited { .. } => code!("rate_limited"),
         }
     }
 
@@ -184,9 +203,17 @@ impl Rejection {
         if let Some(after) = self.retry_after() {
             // A whole number of seconds, at least 1 (RFC 9110 section 10.2.3).
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            let secs = secs.max(1);
             response
                 .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+            if let Self::RateLimited { limit, .. } = &self {
+                // draft-ietf-httpapi-ratelimit-headers
+                let headers = response.headers_mut();
+                headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(*limit));
+                headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(0u32));
+                headers.insert(RATELIMIT_RESET.clone(), HeaderValue::from(secs));
+            }
         }
         response.extensions_mut().insert(self);
         response
@@ -227,6 +254,8 @@ impl fmt::Display for Rejection {
             Self::Duplicate => f.write_str("event already handled"),
             Self::InFlight { .. } => f.write_str("event being handled by another request"),
             Self::StoreUnavailable { .. } => f.write_str("replay store unavailable"),
+            Self::Forbidden => f.write_str("client address not allowed"),
+            Self::RateLimited { .. } => f.write_str("rate limit exceeded"),
         }
     }
 }
@@ -350,6 +379,11 @@ mod tests {
             },
             Rejection::StoreUnavailable {
                 retry_after: Duration::ZERO,
+            },
+            Rejection::Forbidden,
+            Rejection::RateLimited {
+                retry_after: Duration::from_millis(300),
+                limit: 5,
             },
         ];
         for r in all {

@@ -1,0 +1,170 @@
+//! IP allowlist by CIDR: a client outside every range gets 403.
+//!
+//! [`Allowlist`] reads the [`ClientIp`](crate::client_ip::ClientIp) that
+//! [`ResolveClientIp`](crate::client_ip::ResolveClientIp) put into the request (or, without
+//! that layer, the connection's peer address). It fails closed: no address at all is a 403 too.
+//! The ranges are merged into sorted intervals, so a lookup is one binary search whether there
+//! are ten ranges or a hundred thousand. [`IpAllowlist::replace`] swaps the ranges while
+//! serving, for the senders that publish their address ranges and change them.
+//!
+//! # Examples
+//!
+//! ```
+//! use tower::ServiceBuilder;
+//! use tower_webhook::allowlist::{AllowlistLayer, IpAllowlist};
+//! use tower_webhook::client_ip::ResolveClientIpLayer;
+//!
+//! let list = IpAllowlist::new(tower_webhook::parse_cidrs("192.30.252.0/22, 2606:50c0::/32")?);
+//! let stack = ServiceBuilder::new()
+//!     .layer(ResolveClientIpLayer::new())
+//!     .layer(AllowlistLayer::new(list));
+//! # let _ = stack;
+//! # Ok::<(), tower_webhook::ConfigError>(())
+//! ```
+//!
+//! Swapping the ranges at run time, for example from a periodic fetch of a sender's meta API:
+//!
+//! ```
+//! use std::net::IpAddr;
+//! use tower_webhook::allowlist::IpAllowlist;
+//!
+//! let list = IpAllowlist::new(tower_webhook::parse_cidrs("192.0.2.0/24")?);
+//! let in_the_layer = list.clone(); // clones share the ranges
+//! list.replace(tower_webhook::parse_cidrs("198.51.100.0/24")?);
+//! assert!(in_the_layer.contains("198.51.100.7".parse::<IpAddr>().unwrap()));
+//! assert!(!in_the_layer.contains("192.0.2.7".parse::<IpAddr>().unwrap()));
+//! # Ok::<(), tower_webhook::ConfigError>(())
+//! ```
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use ipnet::IpNet;
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use crate::gate::ResponseFuture;
+
+use crate::cidr::CidrSet;
+use crate::rejection::ResponseBody;
+use crate::{client_ip, Rejection};
+
+/// The allowed ranges; clones share them, and [`replace`](Self::replace) swaps them for every
+/// clone at once.
+#[derive(Clone)]
+pub struct IpAllowlist {
+    set: Arc<RwLock<Arc<CidrSet>>>,
+}
+
+impl IpAllowlist {
+    /// An allowlist of these ranges.
+    #[must_use]
+    pub fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
+        Self {
+            set: Arc::new(RwLock::new(Arc::new(CidrSet::new(nets)))),
+        }
+    }
+
+    /// Replaces the ranges; requests already past the check are not affected.
+    pub fn replace(&self, nets: impl IntoIterator<Item = IpNet>) {
+        let set = Arc::new(CidrSet::new(nets));
+        *self.set.write().unwrap_or_else(PoisonError::into_inner) = set;
+    }
+
+    /// Whether `ip` is in a range (IPv4-mapped IPv6 counts as IPv4).
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.current().contains(ip)
+    }
+
+    /// The number of disjoint ranges after merging.
+    #[must_use]
+    pub fn ranges(&self) -> usize {
+        self.current().ranges()
+    }
+
+    fn current(&self) -> Arc<CidrSet> {
+        self.set
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl fmt::Debug for IpAllowlist {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IpAllowlist")
+            .field("ranges", &self.ranges())
+            .finish()
+    }
+}
+
+/// Applies [`Allowlist`].
+#[derive(Debug, Clone)]
+pub struct AllowlistLayer {
+    list: IpAllowlist,
+}
+
+impl AllowlistLayer {
+    /// Allows only `list`.
+    #[must_use]
+    pub fn new(list: IpAllowlist) -> Self {
+        Self { list }
+    }
+}
+
+impl<S> Layer<S> for AllowlistLayer {
+    type Service = Allowlist<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Allowlist {
+            inner,
+            list: self.list.clone(),
+        }
+    }
+}
+
+/// Refuses clients outside the allowlist with 403. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Allowlist<S> {
+    inner: S,
+    list: IpAllowlist,
+}
+
+impl<S> Allowlist<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, list: IpAllowlist) -> Self {
+        Self { inner, list }
+    }
+
+    /// An [`AllowlistLayer`] for `list`.
+    #[must_use]
+    pub fn layer(list: IpAllowlist) -> AllowlistLayer {
+        AllowlistLayer::new(list)
+    }
+
+    inner_accessors!();
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Allowlist<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match client_ip::of(req.extensions()) {
+            Some(ip) if self.list.contains(ip) => ResponseFuture::inner(self.inner.call(req)),
+            ip => ResponseFuture::rejected(Rejection::Forbidden, ip.as_ref().map(|ip| ip as _)),
+        }
+    }
+}

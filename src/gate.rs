@@ -1,0 +1,94 @@
+//! The response future of the layers that decide before calling the inner service, without
+//! reading the body: client IP, allowlist, rate limit.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::Response;
+use pin_project_lite::pin_project;
+
+use crate::rejection::ResponseBody;
+use crate::Rejection;
+
+pin_project! {
+    /// Response future of [`ResolveClientIp`](crate::client_ip::ResolveClientIp),
+    /// [`Allowlist`](crate::allowlist::Allowlist) and [`RateLimit`](crate::rate_limit::RateLimit):
+    /// the inner service's future `F`, or a [`Rejection`] decided up front.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Inner { #[pin] future: F },
+        Rejected { rejection: Option<Rejection> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn inner(future: F) -> Self {
+        Self {
+            state: State::Inner { future },
+        }
+    }
+
+    /// Answers `rejection`, logging it once.
+    pub(crate) fn rejected(rejection: Rejection, client: Option<&dyn std::fmt::Display>) -> Self {
+        #[cfg(feature = "tracing")]
+        if let Some(client) = client {
+            tracing::info!(
+                target: "tower_webhook",
+                status = rejection.status().as_u16(),
+                code = rejection.code(),
+                client = %client,
+                reason = %rejection,
+                "webhook rejected"
+            );
+        } else {
+            rejection.log(None);
+        }
+        #[cfg(not(feature = "tracing"))]
+        let _ = client;
+        Self {
+            state: State::Rejected {
+                rejection: Some(rejection),
+            },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future } => {
+                let response = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(response.map(ResponseBody::new)))
+            }
+            StateProj::Rejected { rejection } => Poll::Ready(Ok(rejection
+                .take()
+                .expect("ResponseFuture polled after completion")
+                .into_response())),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Inner { .. } => "inner",
+            State::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
