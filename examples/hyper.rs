@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Reads the receiver's settings (`BIND_ADDR`, default `127.0.0.1:3000`; `WEBHOOK_SCHEME`;
-//! `WEBHOOK_SECRET`; `MAX_BODY_BYTES`; `TOLERANCE_SECS`) and prints the same lines:
+//! `WEBHOOK_SECRET`; `MAX_BODY_BYTES`; `TOLERANCE_SECS`; `ALLOW_CIDRS`; `TRUSTED_PROXIES`;
+//! `RATE_PER_SEC`; `RATE_BURST`) and prints the same lines:
 //! `listening on <addr>`, then `accepted id=<id or -> bytes=<n>` per accepted request.
 //! Accepts `POST` on any path.
 
@@ -18,10 +19,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tower::ServiceBuilder;
+use tower::util::BoxCloneService;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_webhook::buffer::BufferBodyLayer;
 use tower_webhook::verify::{Verifier, VerifyLayer};
 use tower_webhook::{BufferedBody, Verified};
@@ -41,6 +45,21 @@ async fn handle(req: Request<BufferedBody>) -> Result<Response<Full<Bytes>>, Inf
     Ok(Response::new(Full::new(Bytes::from_static(
         b"{\"status\":\"accepted\"}",
     ))))
+}
+
+type Boxed =
+    BoxCloneService<Request<Incoming>, Response<UnsyncBoxBody<Bytes, Infallible>>, Infallible>;
+
+fn boxed<S, B>(service: S) -> Boxed
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes, Error = Infallible> + Send + 'static,
+{
+    BoxCloneService::new(service.map_response(|res: Response<B>| res.map(UnsyncBoxBody::new)))
 }
 
 #[tokio::main]
@@ -65,18 +84,31 @@ async fn main() {
     })();
     let (verifier, max_body, addr) = settings.unwrap_or_else(|e| support::exit_with(e));
 
-    let service = ServiceBuilder::new()
-        .layer(BufferBodyLayer::new().max_bytes(max_body))
-        .layer(VerifyLayer::new(verifier))
-        .service_fn(handle);
+    let network = support::network().unwrap_or_else(|e| support::exit_with(e));
+    let service = boxed(
+        ServiceBuilder::new()
+            .layer(BufferBodyLayer::new().max_bytes(max_body))
+            .layer(VerifyLayer::new(verifier))
+            .service_fn(handle),
+    );
+    // The optional layers change the service's type; boxing keeps one type either way.
+    let service = match network.rate {
+        Some(rate) => boxed(rate.layer(service)),
+        None => service,
+    };
+    let service = match network.allow {
+        Some(allow) => boxed(allow.layer(service)),
+        None => service,
+    };
+    let service = boxed(network.resolve.layer(service));
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .unwrap_or_else(|e| support::exit_with(format!("cannot listen on {addr}: {e}")));
     println!("listening on {}", listener.local_addr().expect("bound"));
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: wait instead of spinning.
                 eprintln!("accept: {e}");
@@ -84,7 +116,13 @@ async fn main() {
                 continue;
             }
         };
-        let service = TowerToHyperService::new(service.clone());
+        // The peer address, for the client-IP layer.
+        let service = TowerToHyperService::new(service.clone().map_request(
+            move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(peer);
+                req
+            },
+        ));
         tokio::spawn(async move {
             // A connection error is the client's business; the server keeps serving.
             let _ = hyper::server::conn::http1::Builder::new()

@@ -16,6 +16,10 @@
 //! | `REPLAY_STORE` | `memory` | `memory`, `redis` or `off`: where handled event ids are kept |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379/` | the Redis of `REPLAY_STORE=redis` |
 //! | `REPLAY_TTL_SECS` | `86400` | how long a handled event id is remembered |
+//! | `ALLOW_CIDRS` | unset | comma-separated CIDRs allowed to deliver (403 otherwise); unset or empty: everyone |
+//! | `TRUSTED_PROXIES` | unset | comma-separated CIDRs of proxies whose `X-Forwarded-For` is believed |
+//! | `RATE_PER_SEC` | unset | requests per second per client IP (429 above); unset: no limit |
+//! | `RATE_BURST` | `RATE_PER_SEC` | requests per client IP at once |
 //! | `FAIL_ONCE_PREFIX` | unset | events whose id starts with this fail (500) on their first delivery, to show retries |
 //!
 //! Standard output carries `listening on <addr>` once bound, then exactly one line per accepted
@@ -136,11 +140,22 @@ fn app() -> Result<Router, support::Error> {
         Some(replay) => router.layer(replay),
         None => router,
     };
-    Ok(router.layer(
+    let router = router.layer(
         ServiceBuilder::new()
             .layer(BufferBodyLayer::new().max_bytes(max_body))
             .layer(VerifyLayer::new(verifier)),
-    ))
+    );
+    // Before any body is read, outermost last: client IP, then allowlist, then rate limit.
+    let network = support::network()?;
+    let router = match network.rate {
+        Some(rate) => router.layer(rate),
+        None => router,
+    };
+    let router = match network.allow {
+        Some(allow) => router.layer(allow),
+        None => router,
+    };
+    Ok(router.layer(network.resolve))
 }
 
 #[tokio::main]

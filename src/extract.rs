@@ -1,14 +1,15 @@
 //! axum extractors for what the layers put into the request (feature `axum`).
 //!
-//! [`Verified`] and [`RawBody`] are extractors; both read the request's extensions, so they
+//! [`Verified`], [`RawBody`] and [`ClientIp`] are extractors; both read the request's extensions, so they
 //! need [`Verify`](crate::verify::Verify) (or [`BufferBody`](crate::buffer::BufferBody) for
 //! `RawBody`) in front of the handler. Without it they answer 500 with
-//! `{"error":"internal_error"}`: a wiring mistake, never the client's fault. `Option<Verified>`
-//! and `Option<RawBody>` never fail.
+//! `{"error":"internal_error"}`: a wiring mistake, never the client's fault. Their `Option<_>`
+//! forms never fail.
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
+use crate::client_ip::ClientIp;
 use crate::{RawBody, Rejection, Verified};
 
 macro_rules! extension_extractor {
@@ -42,4 +43,8 @@ extension_extractor!(Verified, "Verified extracted without the Verify layer");
 extension_extractor!(
     RawBody,
     "RawBody extracted without the BufferBody or Verify layer"
+);
+extension_extractor!(
+    ClientIp,
+    "ClientIp extracted without the ResolveClientIp layer"
 );

@@ -1,11 +1,13 @@
 //! The response future of the layers that decide before calling the inner service, without
-//! reading the body: client IP, allowlist, rate limit.
+//! reading the body: client IP, allowlist, rate limit. They also stand in front of gRPC
+//! services, so a gRPC request is refused with a gRPC status.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::Response;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Response};
 use pin_project_lite::pin_project;
 
 use crate::rejection::ResponseBody;
@@ -25,7 +27,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Inner { #[pin] future: F },
-        Rejected { rejection: Option<Rejection> },
+        Rejected { rejection: Option<Rejection>, grpc: bool },
     }
 }
 
@@ -36,8 +38,15 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    /// Answers `rejection`, logging it once.
-    pub(crate) fn rejected(rejection: Rejection, client: Option<&dyn std::fmt::Display>) -> Self {
+    /// Answers `rejection` (as a gRPC status when the request is gRPC), logging it once.
+    pub(crate) fn rejected(
+        rejection: Rejection,
+        headers: &HeaderMap,
+        client: Option<&dyn std::fmt::Display>,
+    ) -> Self {
+        let grpc = headers
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         #[cfg(feature = "tracing")]
         if let Some(client) = client {
             tracing::info!(
@@ -56,6 +65,7 @@ impl<F> ResponseFuture<F> {
         Self {
             state: State::Rejected {
                 rejection: Some(rejection),
+                grpc,
             },
         }
     }
@@ -73,10 +83,16 @@ where
                 let response = ready!(future.poll(cx))?;
                 Poll::Ready(Ok(response.map(ResponseBody::new)))
             }
-            StateProj::Rejected { rejection } => Poll::Ready(Ok(rejection
-                .take()
-                .expect("ResponseFuture polled after completion")
-                .into_response())),
+            StateProj::Rejected { rejection, grpc } => {
+                let rejection = rejection
+                    .take()
+                    .expect("ResponseFuture polled after completion");
+                Poll::Ready(Ok(if *grpc {
+                    rejection.into_grpc_response()
+                } else {
+                    rejection.into_response()
+                }))
+            }
         }
     }
 }

@@ -4,12 +4,18 @@
 //!
 //! | layer | does | rejects with |
 //! |---|---|---|
+//! | [`client_ip::ResolveClientIpLayer`] | the client's address: the peer, or behind trusted proxies the rightmost untrusted `X-Forwarded-For`/`Forwarded` hop | 400 (malformed hop), 500 (no peer address: wiring) |
+//! | [`allowlist::AllowlistLayer`] | CIDR allowlist, swappable at run time | 403 |
+//! | [`rate_limit::RateLimitLayer`] | keyed `governor` limiter, by client IP by default | 429 + `Retry-After` |
 //! | [`buffer::BufferBodyLayer`] | collects the body once, within a byte and a time limit, keeping the exact bytes | 413, 408, 400 |
 //! | [`verify::VerifyLayer`] | HMAC-SHA256 over the exact bytes, several secrets, the senders' real header formats, signed-timestamp tolerance | 401, 400 |
+//! | [`replay::ReplayLayer`] | each verified event handled once (memory or Redis), a failed one retried | 200 duplicate, 409, 503 |
 //!
-//! Buffering comes first because verification needs the exact bytes and must never read an
-//! unbounded body; verification comes before anything that stores state (deduplication), so
-//! forged traffic cannot fill it. In a [`ServiceBuilder`](https://docs.rs/tower/latest/tower/struct.ServiceBuilder.html)
+//! The cheap checks run before any body is read; buffering comes before verification, which
+//! needs the exact bytes and must never read an unbounded body; verification comes before
+//! anything that stores state (deduplication), so forged traffic cannot fill it. The first three
+//! never touch the body, so they also stand in front of tonic (gRPC) services, where they answer
+//! with gRPC statuses. In a [`ServiceBuilder`](https://docs.rs/tower/latest/tower/struct.ServiceBuilder.html)
 //! the first `.layer()` is the outermost.
 //!
 //! ```
@@ -46,7 +52,8 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `tracing` | yes | a `tracing` event for every rejection (target `tower_webhook`; reason and event id, never a secret or the body) |
-//! | `axum` | no | [`Verified`] and [`RawBody`] as axum extractors, and [`Rejection`] as an axum response |
+//! | `axum` | no | [`Verified`], [`RawBody`] and [`ClientIp`](client_ip::ClientIp) as axum extractors, [`Rejection`] as an axum response, axum's `ConnectInfo` as the peer address |
+//! | `redis` | no | [`replay::RedisStore`], a replay store shared by several replicas |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -118,6 +125,15 @@ mod tests {
         send_sync_clone::<scheme::Scheme>();
         send_sync_clone::<scheme::Signer>();
         send_sync_clone::<clock::ManualClock>();
+        send_sync_clone::<client_ip::ResolveClientIpLayer>();
+        send_sync_clone::<client_ip::ResolveClientIp<Inner>>();
+        send_sync_clone::<allowlist::AllowlistLayer>();
+        send_sync_clone::<allowlist::Allowlist<Inner>>();
+        send_sync_clone::<rate_limit::RateLimitLayer>();
+        send_sync_clone::<rate_limit::RateLimit<Inner>>();
+        send_sync_clone::<replay::ReplayLayer>();
+        send_sync_clone::<replay::Replay<Inner>>();
+        send_sync_clone::<replay::MemoryStore>();
     }
 
     #[test]

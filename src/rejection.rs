@@ -27,6 +27,8 @@ use http::{HeaderName, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
@@ -219,6 +221,40 @@ impl Rejection {
         response
     }
 
+    /// The gRPC status code for this rejection (as gRPC maps HTTP statuses, with 429 read as
+    /// `RESOURCE_EXHAUSTED`).
+    #[must_use]
+    pub fn grpc_code(&self) -> u8 {
+        match self.status().as_u16() {
+            200 => 0,       // OK
+            400 => 3,       // INVALID_ARGUMENT
+            401 => 16,      // UNAUTHENTICATED
+            403 => 7,       // PERMISSION_DENIED
+            408 => 4,       // DEADLINE_EXCEEDED
+            409 => 10,      // ABORTED
+            413 | 429 => 8, // RESOURCE_EXHAUSTED
+            503 => 14,      // UNAVAILABLE
+            _ => 13,        // INTERNAL
+        }
+    }
+
+    /// The answer for a gRPC client: a "trailers-only" response (HTTP 200, `grpc-status` and
+    /// `grpc-message` in the headers, no body), with the same `Retry-After` and rate-limit
+    /// headers as [`into_response`](Self::into_response) and the rejection in its extensions.
+    #[must_use]
+    pub fn into_grpc_response<B>(self) -> Response<ResponseBody<B>> {
+        let code = self.grpc_code();
+        let message = self.code();
+        let mut response = self.into_response();
+        *response.status_mut() = StatusCode::OK;
+        *response.body_mut() = ResponseBody::rejection(Bytes::new());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(GRPC_STATUS.clone(), HeaderValue::from(u16::from(code)));
+        headers.insert(GRPC_MESSAGE.clone(), HeaderValue::from_static(message));
+        response
+    }
+
     /// Emits the `tracing` event for this rejection (a no-op without the `tracing` feature).
     pub(crate) fn log(&self, event_id: Option<&str>) {
         #[cfg(feature = "tracing")]
@@ -290,7 +326,9 @@ impl<B> ResponseBody<B> {
 
     fn rejection(body: Bytes) -> Self {
         Self {
-            kind: Kind::Rejection { body: Some(body) },
+            kind: Kind::Rejection {
+                body: (!body.is_empty()).then_some(body),
+            },
         }
     }
 }
@@ -357,6 +395,21 @@ mod tests {
         ));
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], br#"{"error":"timestamp_out_of_tolerance"}"#);
+    }
+
+    #[test]
+    fn grpc_answers_are_trailers_only() {
+        let response = Rejection::RateLimited {
+            retry_after: Duration::from_secs(2),
+            limit: 3,
+        }
+        .into_grpc_response::<http_body_util::Empty<Bytes>>();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["grpc-status"], "8");
+        assert_eq!(response.headers()["grpc-message"], "rate_limited");
+        assert_eq!(response.headers()["retry-after"], "2");
+        assert!(response.body().is_end_stream());
+        assert_eq!(Rejection::Forbidden.grpc_code(), 7);
     }
 
     #[test]

@@ -4,91 +4,31 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// Path of a built example, building it if `cargo test` was run for this test alone.
-fn example(name: &str) -> PathBuf {
-    let dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples");
-    let path = dir.join(name);
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", name])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
-}
 
 /// A running receiver, killed when dropped.
 struct Receiver {
-    child: Child,
-    lines: mpsc::Receiver<String>,
+    process: common::Example,
     url: String,
 }
 
 impl Receiver {
     fn start(env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(example("receiver"))
-            .env_clear()
-            .env("BIND_ADDR", "127.0.0.1:0")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let first = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("receiver did not start");
-        let addr = first
-            .strip_prefix("listening on ")
-            .expect(&first)
-            .to_owned();
-        Self {
-            child,
-            lines,
-            url: format!("http://{addr}/webhook"),
-        }
+        let process = common::Example::start("receiver", env);
+        let url = format!("http://{}/webhook", process.addr);
+        Self { process, url }
     }
 
-    /// Lines printed so far (waiting briefly for stragglers).
     fn printed(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
-            out.push(line);
-        }
-        out
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.printed()
     }
 }
 
 /// Runs the sender with `body` on stdin; returns its exit code and output.
 fn send(url: &str, env: &[(&str, &str)], args: &[&str], body: &[u8]) -> (i32, String) {
-    let mut child = Command::new(example("send"))
+    let mut child = Command::new(common::example("send"))
         .env_clear()
         .env("WEBHOOK_URL", url)
         .envs(env.iter().copied())
@@ -187,7 +127,7 @@ fn bad_settings_exit_with_status_2() {
         [("REPLAY_STORE", "disk"), ("BIND_ADDR", "127.0.0.1:0")],
         [("REPLAY_TTL_SECS", "60"), ("BIND_ADDR", "127.0.0.1:0")],
     ] {
-        let out = Command::new(example("receiver"))
+        let out = Command::new(common::example("receiver"))
             .env_clear()
             .envs(env)
             .output()
@@ -199,10 +139,24 @@ fn bad_settings_exit_with_status_2() {
 
 /// Sends exactly these headers and body (a captured delivery) and returns the status line.
 fn replay_raw(url: &str, headers: &http::HeaderMap, body: &[u8]) -> String {
-    let addr = url
+    let (head, _) = raw_from([127, 0, 0, 1], url, headers, body);
+    head.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Sends a request from the local address `source` (any 127.0.0.0/8 address is this machine)
+/// and returns the response head and body.
+fn raw_from(
+    source: [u8; 4],
+    url: &str,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> (String, String) {
+    let addr: std::net::SocketAddr = url
         .trim_start_matches("http://")
-        .trim_end_matches("/webhook");
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        .trim_end_matches("/webhook")
+        .parse()
+        .unwrap();
+    let mut stream = BoundSocket(std::net::SocketAddr::from((source, 0))).connect(addr);
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -218,7 +172,37 @@ fn replay_raw(url: &str, headers: &http::HeaderMap, body: &[u8]) -> String {
     stream.write_all(body).unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response.lines().next().unwrap_or_default().to_owned()
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.to_owned(), body.to_owned())
+}
+
+/// A blocking TCP client bound to a chosen local address, through tokio's socket builder.
+struct BoundSocket(std::net::SocketAddr);
+
+impl BoundSocket {
+    fn connect(&self, to: std::net::SocketAddr) -> std::net::TcpStream {
+        let source = self.0;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let stream = runtime.block_on(async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(source).unwrap();
+            socket.connect(to).await.unwrap()
+        });
+        let stream = stream.into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        l.split_once(": ")
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
 }
 
 fn captured(scheme: &str, secret: &str, id: &str, body: &[u8]) -> http::HeaderMap {
@@ -299,4 +283,111 @@ fn two_receivers_sharing_redis_accept_an_event_once_between_them() {
         lines, 1,
         "exactly one accepted line between the two receivers"
     );
+}
+
+#[test]
+fn allowlist_and_rate_limit_in_both_demo_servers() {
+    let secret = "whsec_c2VjcmV0LWZvci10ZXN0cw==";
+    for program in ["receiver", "hyper"] {
+        let env = [
+            ("WEBHOOK_SECRET", secret),
+            ("ALLOW_CIDRS", "127.0.0.1/32, 127.0.0.3/32"),
+            ("RATE_PER_SEC", "1"),
+            ("RATE_BURST", "5"),
+            ("REPLAY_STORE", "off"),
+        ];
+        let server = common::Example::start(program, &env);
+        let url = format!("http://{}/webhook", server.addr);
+        let body = br#"{"type":"ping"}"#;
+        let signed = |id: &str| captured("standard", secret, id, body);
+
+        // Outside the allowlist: 403, signed or not.
+        let (head, reply) = raw_from([127, 0, 0, 2], &url, &signed("evt_a"), body);
+        assert!(head.starts_with("HTTP/1.1 403"), "{program}: {head}");
+        assert_eq!(reply, r#"{"error":"forbidden"}"#);
+
+        // A flood from one allowed address: the burst passes, the rest is 429.
+        let mut limited = 0;
+        for i in 0..12 {
+            let (head, reply) = raw_from(
+                [127, 0, 0, 3],
+                &url,
+                &signed(&format!("evt_flood_{i}")),
+                body,
+            );
+            if head.starts_with("HTTP/1.1 429") {
+                limited += 1;
+                assert_eq!(reply, r#"{"error":"rate_limited"}"#);
+                let retry: u64 = header(&head, "retry-after").unwrap().parse().unwrap();
+                assert!(retry >= 1, "{head}");
+                assert_eq!(header(&head, "ratelimit-limit"), Some("5"));
+                assert_eq!(header(&head, "ratelimit-remaining"), Some("0"));
+            } else {
+                assert!(head.starts_with("HTTP/1.1 200"), "{program}: {head}");
+            }
+        }
+        assert!(limited >= 6, "{program}: only {limited} of 12 limited");
+
+        // Meanwhile another allowed client, within its rate, is still accepted.
+        for i in 0..3 {
+            let (head, _) = raw_from([127, 0, 0, 1], &url, &signed(&format!("evt_ok_{i}")), body);
+            assert!(head.starts_with("HTTP/1.1 200"), "{program}: {head}");
+        }
+        let accepted = server.printed();
+        assert_eq!(accepted.len(), 12 - limited + 3, "{program}: {accepted:?}");
+    }
+}
+
+#[test]
+fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let secret = "whsec_c2VjcmV0LWZvci10ZXN0cw==";
+    let env = [
+        ("WEBHOOK_SECRET", secret),
+        ("ALLOW_CIDRS", "203.0.113.0/24"),
+        ("TRUSTED_PROXIES", "127.0.0.1/32"),
+    ];
+    let server = common::Example::start("receiver", &env);
+    let url = format!("http://{}/webhook", server.addr);
+    let body = br#"{"type":"ping"}"#;
+    let with_xff = |id: &str, xff: &str| {
+        let mut h = captured("standard", secret, id, body);
+        h.insert("x-forwarded-for", xff.parse().unwrap());
+        h
+    };
+    // Through the trusted proxy 127.0.0.1: the client is the rightmost untrusted hop.
+    let (head, _) = raw_from(
+        [127, 0, 0, 1],
+        &url,
+        &with_xff("evt_1", "198.51.100.1, 203.0.113.5"),
+        body,
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (head, _) = raw_from(
+        [127, 0, 0, 1],
+        &url,
+        &with_xff("evt_2", "203.0.113.5, 198.51.100.1"),
+        body,
+    );
+    assert!(
+        head.starts_with("HTTP/1.1 403"),
+        "spoofed leftmost value ignored: {head}"
+    );
+    // Garbage on the walk: 400.
+    let (head, reply) = raw_from(
+        [127, 0, 0, 1],
+        &url,
+        &with_xff("evt_3", "203.0.113.5, not-an-ip"),
+        body,
+    );
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert_eq!(reply, r#"{"error":"malformed_header"}"#);
+    // From an untrusted peer the header is not read at all.
+    let (head, _) = raw_from(
+        [127, 0, 0, 2],
+        &url,
+        &with_xff("evt_4", "203.0.113.5"),
+        body,
+    );
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    assert_eq!(server.printed().len(), 1);
 }

@@ -5,6 +5,11 @@
 use std::env;
 use std::str::FromStr;
 
+use std::time::Duration;
+
+use tower_webhook::allowlist::{AllowlistLayer, IpAllowlist};
+use tower_webhook::client_ip::ResolveClientIpLayer;
+use tower_webhook::rate_limit::{Quota, RateLimitLayer};
 use tower_webhook::scheme::Scheme;
 
 /// The development secret used when `WEBHOOK_SECRET` is unset. It is valid for every scheme:
@@ -53,4 +58,39 @@ pub fn var(name: &str) -> Option<String> {
 pub fn exit_with(error: impl std::fmt::Display) -> ! {
     eprintln!("error: {error}");
     std::process::exit(2);
+}
+
+/// The layers that act before any body is read, from `TRUSTED_PROXIES` (comma-separated CIDRs
+/// whose `X-Forwarded-For` is believed), `ALLOW_CIDRS` (comma-separated; empty or unset: no
+/// allowlist) and `RATE_PER_SEC` / `RATE_BURST` (unset: no rate limit; the burst defaults to
+/// the rate). Stack them outermost first: `resolve`, `allow`, `rate`.
+pub struct Network {
+    pub resolve: ResolveClientIpLayer,
+    pub allow: Option<AllowlistLayer>,
+    pub rate: Option<RateLimitLayer>,
+}
+
+pub fn network() -> Result<Network, Error> {
+    let cidrs = |name: &str| {
+        tower_webhook::parse_cidrs(&var(name).unwrap_or_default())
+            .map_err(|e| format!("{name}: {e}"))
+    };
+    let trusted = cidrs("TRUSTED_PROXIES")?;
+    let allow = cidrs("ALLOW_CIDRS")?;
+    let rate = match var("RATE_PER_SEC") {
+        None => None,
+        Some(_) => {
+            let per_sec: u32 = parsed("RATE_PER_SEC", 0)?;
+            let burst: u32 = parsed("RATE_BURST", per_sec)?;
+            let quota = Quota::new(per_sec, Duration::from_secs(1))
+                .and_then(|q| q.burst(burst))
+                .map_err(|e| format!("RATE_PER_SEC/RATE_BURST: {e}"))?;
+            Some(RateLimitLayer::new(quota))
+        }
+    };
+    Ok(Network {
+        resolve: ResolveClientIpLayer::new().trusted_proxies(trusted),
+        allow: (!allow.is_empty()).then(|| AllowlistLayer::new(IpAllowlist::new(allow))),
+        rate,
+    })
 }

@@ -256,7 +256,7 @@ where
             }
             Err(rejection) => {
                 let peer = (self.resolver.peer)(req.extensions());
-                ResponseFuture::rejected(rejection, peer.as_ref().map(|p| p as _))
+                ResponseFuture::rejected(rejection, req.headers(), peer.as_ref().map(|p| p as _))
             }
         }
     }

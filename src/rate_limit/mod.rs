@@ -387,7 +387,11 @@ where
             Ok(()) => ResponseFuture::inner(self.inner.call(req)),
             Err(rejection) => {
                 let client = client_ip::of(req.extensions());
-                ResponseFuture::rejected(rejection, client.as_ref().map(|ip| ip as _))
+                ResponseFuture::rejected(
+                    rejection,
+                    req.headers(),
+                    client.as_ref().map(|ip| ip as _),
+                )
             }
         }
     }

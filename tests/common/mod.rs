@@ -116,3 +116,89 @@ pub async fn raw(
     .await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Path of an example, built (or found up to date) first: `cargo test --test x` alone does
+/// not rebuild examples, and a stale binary would test old code.
+pub fn example(name: &str) -> std::path::PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    // target/<profile>/deps/<this test>: build the example with the same profile.
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
+    let release = profile_dir.ends_with("release");
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !built.iter().any(|b| b == name) {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", name])
+            .args(release.then_some("--release"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building example {name}");
+        built.push(name.to_owned());
+    }
+    profile_dir.join("examples").join(name)
+}
+
+/// A running example program on a free port of 127.0.0.1, killed when dropped.
+pub struct Example {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// The address from its `listening on <addr>` line.
+    pub addr: String,
+}
+
+impl Example {
+    /// Starts `name` with only `env` (and `BIND_ADDR=127.0.0.1:0`) in its environment.
+    pub fn start(name: &str, env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(example(name))
+            .env_clear()
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let first = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("example did not start");
+        let addr = first
+            .strip_prefix("listening on ")
+            .expect(&first)
+            .to_owned();
+        Self { child, lines, addr }
+    }
+
+    /// Lines printed since the last call (waiting briefly for stragglers).
+    pub fn printed(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
+            out.push(line);
+        }
+        out
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
