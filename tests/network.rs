@@ -1,0 +1,129 @@
+//! The layers before the body, through `oneshot` and a real axum server on 127.0.0.1: an
+//! allowlist swapped while serving, limiter state shared by every clone, and `ConnectInfo` as
+//! the peer address.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use governor::clock::FakeRelativeClock;
+use http::{Request, Response, StatusCode};
+use tower::{service_fn, Layer, ServiceExt};
+use tower_webhook::allowlist::{AllowlistLayer, IpAllowlist};
+use tower_webhook::client_ip::{ClientIp, ResolveClientIpLayer};
+use tower_webhook::rate_limit::{Quota, RateLimitLayer};
+use tower_webhook::{parse_cidrs, Rejection};
+
+fn from(ip: [u8; 4]) -> Request<()> {
+    let mut req = Request::new(());
+    req.extensions_mut().insert(SocketAddr::from((ip, 1234)));
+    req
+}
+
+fn ok() -> impl tower::Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone
+{
+    service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
+}
+
+#[tokio::test]
+async fn the_allowlist_is_swapped_while_serving() {
+    let list = IpAllowlist::new(parse_cidrs("192.0.2.0/24").unwrap());
+    let svc = AllowlistLayer::new(list.clone()).layer(ok());
+    assert_eq!(
+        svc.clone()
+            .oneshot(from([198, 51, 100, 7]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    list.replace(parse_cidrs("198.51.100.0/24").unwrap());
+    assert_eq!(
+        svc.clone()
+            .oneshot(from([198, 51, 100, 7]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        svc.clone()
+            .oneshot(from([192, 0, 2, 7]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    // No address at all: fail closed.
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(
+        res.extensions().get::<Rejection>(),
+        Some(&Rejection::Forbidden)
+    );
+}
+
+#[tokio::test]
+async fn every_clone_counts_against_the_same_buckets() {
+    let clock = FakeRelativeClock::default();
+    let layer = RateLimitLayer::with_clock(
+        Quota::new(2, Duration::from_secs(60)).unwrap(),
+        clock.clone(),
+    );
+    let a = layer.layer(ok());
+    let b = a.clone();
+    let c = layer.layer(ok());
+    assert_eq!(
+        a.oneshot(from([192, 0, 2, 1])).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        b.clone()
+            .oneshot(from([192, 0, 2, 1]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let res = c.clone().oneshot(from([192, 0, 2, 1])).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["retry-after"], "30");
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(
+        c.oneshot(from([192, 0, 2, 1])).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        b.oneshot(from([192, 0, 2, 1])).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn axum_connect_info_is_the_peer_address() {
+    let router = axum::Router::new()
+        .route(
+            "/ip",
+            axum::routing::post(|ip: ClientIp| async move { ip.to_string() }),
+        )
+        .layer(AllowlistLayer::new(IpAllowlist::new(
+            parse_cidrs("127.0.0.1").unwrap(),
+        )))
+        .layer(ResolveClientIpLayer::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let reply = common::post(addr, "/ip", &http::HeaderMap::new(), "").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "127.0.0.1")
+    );
+}
