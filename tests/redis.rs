@@ -12,11 +12,8 @@ use std::time::{Duration, Instant};
 use common::redis::RedisServer;
 use common::{now, post, serve};
 use http::{HeaderMap, StatusCode};
-use tower::ServiceBuilder;
-use tower_webhook::buffer::BufferBodyLayer;
 use tower_webhook::replay::{Begin, RedisStore, ReplayLayer, ReplayStore, StoreError, Token};
 use tower_webhook::scheme::{Scheme, Signer};
-use tower_webhook::verify::VerifyLayer;
 use tower_webhook::Verifier;
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -34,25 +31,13 @@ async fn replica(url: &str, fail_open: bool, calls: Arc<AtomicUsize>) -> SocketA
         .fail_open(fail_open)
         .build()
         .unwrap();
-    let router = axum::Router::new()
-        .route(
-            "/webhook",
-            axum::routing::post(move || {
-                let calls = calls.clone();
-                async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(30)).await;
-                    "handled"
-                }
-            }),
-        )
-        .layer(
-            ServiceBuilder::new()
-                .layer(BufferBodyLayer::new())
-                .layer(VerifyLayer::new(verifier))
-                .layer(replay),
-        );
-    serve(router).await
+    serve(common::counting_app(
+        verifier,
+        replay,
+        calls,
+        Duration::from_millis(30),
+    ))
+    .await
 }
 
 fn delivery(id: &str) -> HeaderMap {

@@ -322,25 +322,7 @@ async fn a_hundred_concurrent_deliveries_reach_the_handler_once_over_tcp() {
         .build()
         .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let router = axum::Router::new()
-        .route(
-            "/webhook",
-            axum::routing::post(move || {
-                let counter = counter.clone();
-                async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    "handled"
-                }
-            }),
-        )
-        .layer(
-            ServiceBuilder::new()
-                .layer(BufferBodyLayer::new())
-                .layer(VerifyLayer::new(verifier))
-                .layer(replay),
-        );
+    let router = common::counting_app(verifier, replay, calls.clone(), Duration::from_millis(50));
     let addr = common::serve(router).await;
     let headers = delivery(&scheme, "msg_storm", BODY);
     let replies = futures_join(

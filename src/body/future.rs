@@ -11,7 +11,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{BufferedBody, Collect, RawBody};
+use super::{BodyLimits, BufferedBody, Collect, RawBody};
 use crate::rejection::ResponseBody;
 use crate::verify::Verifier;
 use crate::Rejection;
@@ -90,19 +90,43 @@ pin_project! {
     }
 }
 
-impl<B, S, F> ResponseFuture<B, S, F> {
-    /// Reads `body` first; `inner` must be ready (it is called without `poll_ready`).
-    pub(crate) fn collecting(collect: Collect<B>, parts: Parts, inner: S, stage: Stage) -> Self {
-        Self {
-            state: State::Collecting {
-                collect,
-                parts: Some(parts),
-                inner: Some(inner),
-                stage,
-            },
+impl<B: Body, S: Clone, F> ResponseFuture<B, S, F> {
+    /// Reads `body` within `limits`, runs `stage`, then calls the inner service: the ready one
+    /// taken out of `inner` (a clone is left in its place). Refuses at once when the announced
+    /// length is over the limit.
+    pub(crate) fn start(
+        body: B,
+        parts: Parts,
+        limits: &BodyLimits,
+        inner: &mut S,
+        stage: Stage,
+    ) -> Self {
+        match Collect::start(body, &parts.headers, limits) {
+            Ok(collect) => {
+                let clone = inner.clone();
+                let inner = std::mem::replace(inner, clone);
+                Self {
+                    state: State::Collecting {
+                        collect,
+                        parts: Some(parts),
+                        inner: Some(inner),
+                        stage,
+                    },
+                }
+            }
+            Err(rejection) => {
+                let claimed_id = match &stage {
+                    Stage::Verify(verifier) => verifier.claimed_id(&parts.headers),
+                    Stage::Buffer => None,
+                };
+                rejection.log(claimed_id);
+                Self::rejected(rejection)
+            }
         }
     }
+}
 
+impl<B, S, F> ResponseFuture<B, S, F> {
     pub(crate) fn calling(future: F) -> Self {
         Self {
             state: State::Calling { future },

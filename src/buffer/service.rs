@@ -5,7 +5,7 @@ use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::body::{BufferedBody, Collect, ResponseFuture, Stage};
+use crate::body::{BufferedBody, ResponseFuture, Stage};
 use crate::rejection::ResponseBody;
 use crate::BodyLimits;
 
@@ -92,16 +92,6 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (parts, body) = req.into_parts();
-        match Collect::start(body, &parts.headers, &self.limits) {
-            Ok(collect) => {
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::collecting(collect, parts, inner, Stage::Buffer)
-            }
-            Err(rejection) => {
-                rejection.log(None);
-                ResponseFuture::rejected(rejection)
-            }
-        }
+        ResponseFuture::start(body, parts, &self.limits, &mut self.inner, Stage::Buffer)
     }
 }

@@ -6,7 +6,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Verifier;
-use crate::body::{verify_parts, BufferedBody, Collect, ResponseFuture, Stage};
+use crate::body::{verify_parts, BufferedBody, ResponseFuture, Stage};
 use crate::rejection::ResponseBody;
 use crate::RawBody;
 
@@ -86,17 +86,8 @@ where
                 Err(rejection) => ResponseFuture::rejected(rejection),
             };
         }
+        let limits = *self.verifier.body_limits();
         let stage = Stage::Verify(self.verifier.clone());
-        match Collect::start(body, &parts.headers, self.verifier.body_limits()) {
-            Ok(collect) => {
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::collecting(collect, parts, inner, stage)
-            }
-            Err(rejection) => {
-                rejection.log(self.verifier.claimed_id(&parts.headers));
-                ResponseFuture::rejected(rejection)
-            }
-        }
+        ResponseFuture::start(body, parts, &limits, &mut self.inner, stage)
     }
 }

@@ -202,3 +202,31 @@ impl Drop for Example {
         let _ = self.child.wait();
     }
 }
+
+/// An axum app whose handler counts its calls in `calls`, takes `delay`, and answers
+/// `handled`, behind buffering, verification and `replay`.
+pub fn counting_app(
+    verifier: tower_webhook::Verifier,
+    replay: tower_webhook::replay::ReplayLayer,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    delay: Duration,
+) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/webhook",
+            axum::routing::post(move || {
+                let calls = calls.clone();
+                async move {
+                    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    "handled"
+                }
+            }),
+        )
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(tower_webhook::buffer::BufferBodyLayer::new())
+                .layer(tower_webhook::verify::VerifyLayer::new(verifier))
+                .layer(replay),
+        )
+}
