@@ -27,33 +27,30 @@ fn ok() -> impl tower::Service<Request<()>, Response = Response<String>, Error =
     service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) })
 }
 
+/// The status a service answers to a request from `ip`.
+async fn status<S>(svc: S, ip: [u8; 4]) -> StatusCode
+where
+    S: tower::Service<
+        Request<()>,
+        Response = Response<tower_webhook::ResponseBody<String>>,
+        Error = Infallible,
+    >,
+{
+    svc.oneshot(from(ip)).await.unwrap().status()
+}
+
 #[tokio::test]
 async fn the_allowlist_is_swapped_while_serving() {
     let list = IpAllowlist::new(parse_cidrs("192.0.2.0/24").unwrap());
     let svc = AllowlistLayer::new(list.clone()).layer(ok());
     assert_eq!(
-        svc.clone()
-            .oneshot(from([198, 51, 100, 7]))
-            .await
-            .unwrap()
-            .status(),
+        status(svc.clone(), [198, 51, 100, 7]).await,
         StatusCode::FORBIDDEN
     );
     list.replace(parse_cidrs("198.51.100.0/24").unwrap());
+    assert_eq!(status(svc.clone(), [198, 51, 100, 7]).await, StatusCode::OK);
     assert_eq!(
-        svc.clone()
-            .oneshot(from([198, 51, 100, 7]))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        svc.clone()
-            .oneshot(from([192, 0, 2, 7]))
-            .await
-            .unwrap()
-            .status(),
+        status(svc.clone(), [192, 0, 2, 7]).await,
         StatusCode::FORBIDDEN
     );
     // No address at all: fail closed.
@@ -74,28 +71,15 @@ async fn every_clone_counts_against_the_same_buckets() {
     let a = layer.layer(ok());
     let b = a.clone();
     let c = layer.layer(ok());
-    assert_eq!(
-        a.oneshot(from([192, 0, 2, 1])).await.unwrap().status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        b.clone()
-            .oneshot(from([192, 0, 2, 1]))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(status(a, [192, 0, 2, 1]).await, StatusCode::OK);
+    assert_eq!(status(b.clone(), [192, 0, 2, 1]).await, StatusCode::OK);
     let res = c.clone().oneshot(from([192, 0, 2, 1])).await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(res.headers()["retry-after"], "30");
     clock.advance(Duration::from_secs(30));
+    assert_eq!(status(c, [192, 0, 2, 1]).await, StatusCode::OK);
     assert_eq!(
-        c.oneshot(from([192, 0, 2, 1])).await.unwrap().status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        b.oneshot(from([192, 0, 2, 1])).await.unwrap().status(),
+        status(b, [192, 0, 2, 1]).await,
         StatusCode::TOO_MANY_REQUESTS
     );
 }
