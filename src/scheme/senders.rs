@@ -2,7 +2,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::parse::{decimal, event_id, optional, required, Encoding, Found, Tags};
+use super::parse::{decimal, event_id, optional, present, required, scan, Encoding, Found, Tags};
 use super::{id_value, Key, Prefix, SignError, Signed};
 use crate::Rejection;
 
@@ -49,9 +49,13 @@ fn header_value(s: &str) -> HeaderValue {
 // ---- Standard Webhooks ----------------------------------------------------------------------
 
 pub(super) fn standard_webhooks(headers: &HeaderMap) -> Result<Signed<'_>, Rejection> {
-    let id = event_id(required(headers, &[&WEBHOOK_ID, &SVIX_ID])?)?;
-    let ts = required(headers, &[&WEBHOOK_TIMESTAMP, &SVIX_TIMESTAMP])?;
-    let sig = required(headers, &[&WEBHOOK_SIGNATURE, &SVIX_SIGNATURE])?;
+    const ID: &[&HeaderName] = &[&WEBHOOK_ID, &SVIX_ID];
+    const TS: &[&HeaderName] = &[&WEBHOOK_TIMESTAMP, &SVIX_TIMESTAMP];
+    const SIG: &[&HeaderName] = &[&WEBHOOK_SIGNATURE, &SVIX_SIGNATURE];
+    let [id, ts, sig] = scan(headers, [ID, TS, SIG])?;
+    let id = event_id(present(id, ID)?)?;
+    let ts = present(ts, TS)?;
+    let sig = present(sig, SIG)?;
     let timestamp = timestamp(ts)?;
     let mut tags = Tags::new();
     if sig.text.is_empty() {
