@@ -1,0 +1,180 @@
+//! Allocations per verified request, and memory per key of the replay store and the rate
+//! limiter at 1M keys, counted by a global allocator (not timed: counts are exact).
+//!
+//! `cargo bench --bench alloc` prints one line per figure.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use tower_webhook::allowlist::{AllowlistLayer, IpAllowlist};
+use tower_webhook::buffer::BufferBodyLayer;
+use tower_webhook::client_ip::ResolveClientIpLayer;
+use tower_webhook::clock::ManualClock;
+use tower_webhook::rate_limit::{Quota, RateLimitLayer};
+use tower_webhook::replay::{MemoryStore, ReplayLayer, ReplayStore, Token};
+use tower_webhook::scheme::{Scheme, Signer};
+use tower_webhook::verify::VerifyLayer;
+use tower_webhook::{BufferedBody, Verifier};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const NOW: u64 = 1_700_000_000;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let scheme = Scheme::standard_webhooks();
+    let signer = Signer::new(&scheme, SECRET).unwrap();
+    let verifier = Verifier::builder(scheme.clone())
+        .secret(SECRET)
+        .clock(ManualClock::new(NOW))
+        .build()
+        .unwrap();
+
+    for size in [1024usize, 64 * 1024, 1024 * 1024] {
+        let body = Bytes::from(vec![b'x'; size]);
+        // Header values as hyper makes them: slices of one shared buffer.
+        let headers = signer.sign("evt_1", NOW, &body).unwrap();
+        let headers: http::HeaderMap = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    http::HeaderValue::from_maybe_shared(Bytes::copy_from_slice(v.as_bytes()))
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let _ = verifier.verify(&headers, &body);
+        let before = ALLOCS.load(Ordering::Relaxed);
+        for _ in 0..100 {
+            assert!(verifier.verify(&headers, &body).is_ok());
+        }
+        let per = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / 100.0;
+        println!("allocations per Verifier::verify, {size} B body: {per}");
+    }
+
+    let replay = ReplayLayer::builder(MemoryStore::new(1_000_000), &verifier)
+        .build()
+        .unwrap();
+    let quota = Quota::new(1_000_000_000, Duration::from_secs(1)).unwrap();
+    let ranges = tower_webhook::parse_cidrs("192.0.2.0/24, 10.0.0.0/8").unwrap();
+    let mut full = ServiceBuilder::new()
+        .layer(ResolveClientIpLayer::new())
+        .layer(AllowlistLayer::new(IpAllowlist::new(ranges)))
+        .layer(RateLimitLayer::new(quota))
+        .layer(BufferBodyLayer::new())
+        .layer(VerifyLayer::new(verifier.clone()))
+        .layer(replay)
+        .service(service_fn(|_: Request<BufferedBody>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }));
+    for size in [1024usize, 64 * 1024, 1024 * 1024] {
+        let body = Bytes::from(vec![b'x'; size]);
+        let requests: Vec<Request<Full<Bytes>>> = (0..101)
+            .map(|i| {
+                let mut req = Request::post("/webhook")
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                *req.headers_mut() = signer.sign(&format!("evt_{size}_{i}"), NOW, &body).unwrap();
+                req.extensions_mut()
+                    .insert(SocketAddr::from(([192, 0, 2, 10], 40000)));
+                req
+            })
+            .collect();
+        let mut requests = requests.into_iter();
+        let mut call = |req: Request<Full<Bytes>>| {
+            rt.block_on(async {
+                ServiceExt::<Request<Full<Bytes>>>::ready(&mut full)
+                    .await
+                    .unwrap()
+                    .call(req)
+                    .await
+                    .unwrap()
+            })
+        };
+        call(requests.next().unwrap());
+        let before = ALLOCS.load(Ordering::Relaxed);
+        for req in requests {
+            assert!(call(req).status().is_success());
+        }
+        let per = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / 100.0;
+        println!("allocations per request through the whole stack, {size} B body: {per}");
+    }
+
+    let store = MemoryStore::new(2_000_000);
+    let live = LIVE.load(Ordering::Relaxed);
+    for i in 0..1_000_000u64 {
+        let key = format!("default:standard-webhooks:id:evt_{i:012}");
+        rt.block_on(store.begin(&key, Token::from_parts(1, i), Duration::from_secs(60)))
+            .unwrap();
+        rt.block_on(store.complete(&key, Token::from_parts(1, i), Duration::from_secs(3600)))
+            .unwrap();
+    }
+    let bytes = LIVE.load(Ordering::Relaxed) - live;
+    println!(
+        "memory store, 1M done keys: {} MiB, {} bytes per key",
+        bytes >> 20,
+        bytes / 1_000_000
+    );
+
+    let layer = RateLimitLayer::new(Quota::new(1, Duration::from_secs(3600)).unwrap());
+    let mut limited = layer.layer(service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(()))
+    }));
+    let live = LIVE.load(Ordering::Relaxed);
+    for i in 0..1_000_000u32 {
+        let mut req = Request::new(());
+        req.extensions_mut().insert(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + i)),
+            1,
+        ));
+        rt.block_on(async { limited.ready().await.unwrap().call(req).await.unwrap() });
+    }
+    let bytes = LIVE.load(Ordering::Relaxed) - live;
+    println!(
+        "rate limiter, {} live keys: {} MiB, {} bytes per key",
+        layer.keys(),
+        bytes >> 20,
+        bytes / 1_000_000
+    );
+}
+
+use tower::Layer;
