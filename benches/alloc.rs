@@ -11,17 +11,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
-use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
-use tower_webhook::allowlist::{AllowlistLayer, IpAllowlist};
-use tower_webhook::buffer::BufferBodyLayer;
-use tower_webhook::client_ip::ResolveClientIpLayer;
+use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_webhook::clock::ManualClock;
 use tower_webhook::rate_limit::{Quota, RateLimitLayer};
-use tower_webhook::replay::{MemoryStore, ReplayLayer, ReplayStore, Token};
+use tower_webhook::replay::{MemoryStore, ReplayStore, Token};
 use tower_webhook::scheme::{Scheme, Signer};
-use tower_webhook::verify::VerifyLayer;
-use tower_webhook::{BufferedBody, Verifier};
+use tower_webhook::Verifier;
+
+#[path = "support/mod.rs"]
+mod support;
 
 struct Counting;
 
@@ -91,49 +89,18 @@ fn main() {
         println!("allocations per Verifier::verify, {size} B body: {per}");
     }
 
-    let replay = ReplayLayer::builder(MemoryStore::new(1_000_000), &verifier)
-        .build()
-        .unwrap();
-    let quota = Quota::new(1_000_000_000, Duration::from_secs(1)).unwrap();
     let ranges = tower_webhook::parse_cidrs("192.0.2.0/24, 10.0.0.0/8").unwrap();
-    let mut full = ServiceBuilder::new()
-        .layer(ResolveClientIpLayer::new())
-        .layer(AllowlistLayer::new(IpAllowlist::new(ranges)))
-        .layer(RateLimitLayer::new(quota))
-        .layer(BufferBodyLayer::new())
-        .layer(VerifyLayer::new(verifier.clone()))
-        .layer(replay)
-        .service(service_fn(|_: Request<BufferedBody>| async {
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
-        }));
+    let mut full = support::full_stack(verifier.clone(), ranges, 1_000_000);
     for size in [1024usize, 64 * 1024, 1024 * 1024] {
         let body = Bytes::from(vec![b'x'; size]);
-        let requests: Vec<Request<Full<Bytes>>> = (0..101)
-            .map(|i| {
-                let mut req = Request::post("/webhook")
-                    .body(Full::new(body.clone()))
-                    .unwrap();
-                *req.headers_mut() = signer.sign(&format!("evt_{size}_{i}"), NOW, &body).unwrap();
-                req.extensions_mut()
-                    .insert(SocketAddr::from(([192, 0, 2, 10], 40000)));
-                req
-            })
-            .collect();
-        let mut requests = requests.into_iter();
-        let mut call = |req: Request<Full<Bytes>>| {
-            rt.block_on(async {
-                ServiceExt::<Request<Full<Bytes>>>::ready(&mut full)
-                    .await
-                    .unwrap()
-                    .call(req)
-                    .await
-                    .unwrap()
-            })
-        };
-        call(requests.next().unwrap());
+        let mut requests = (0..101)
+            .map(|i| support::signed_request(&signer, &format!("evt_{size}_{i}"), NOW, &body))
+            .collect::<Vec<_>>()
+            .into_iter();
+        support::call(&rt, &mut full, requests.next().unwrap());
         let before = ALLOCS.load(Ordering::Relaxed);
         for req in requests {
-            assert!(call(req).status().is_success());
+            support::call(&rt, &mut full, req);
         }
         let per = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / 100.0;
         println!("allocations per request through the whole stack, {size} B body: {per}");
@@ -176,5 +143,3 @@ fn main() {
         bytes / 1_000_000
     );
 }
-
-use tower::Layer;

@@ -8,28 +8,20 @@
 //!
 //! `cargo bench --bench stack`
 
-use std::convert::Infallible;
 use std::hint::black_box;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::net::Ipv4Addr;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hmac::{Hmac, Mac};
-use http::{Request, Response};
-use http_body_util::Full;
 use ipnet::{IpNet, Ipv4Net};
 use sha2::Sha256;
-use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
-use tower_webhook::allowlist::{AllowlistLayer, IpAllowlist};
-use tower_webhook::buffer::BufferBodyLayer;
-use tower_webhook::client_ip::ResolveClientIpLayer;
 use tower_webhook::clock::ManualClock;
-use tower_webhook::rate_limit::{Quota, RateLimitLayer};
-use tower_webhook::replay::{MemoryStore, ReplayLayer};
 use tower_webhook::scheme::{Scheme, Signer};
-use tower_webhook::verify::VerifyLayer;
-use tower_webhook::{BufferedBody, Verifier};
+use tower_webhook::Verifier;
+
+#[path = "support/mod.rs"]
+mod support;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NOW: u64 = 1_700_000_000;
@@ -50,20 +42,7 @@ fn stack(c: &mut Criterion) {
         .map(|i| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap()))
         .collect();
     ranges.push("192.0.2.0/24".parse().unwrap());
-    let replay = ReplayLayer::builder(MemoryStore::new(50_000_000), &verifier)
-        .build()
-        .unwrap();
-    let quota = Quota::new(1_000_000_000, Duration::from_secs(1)).unwrap();
-    let mut svc = ServiceBuilder::new()
-        .layer(ResolveClientIpLayer::new())
-        .layer(AllowlistLayer::new(IpAllowlist::new(ranges)))
-        .layer(RateLimitLayer::new(quota))
-        .layer(BufferBodyLayer::new())
-        .layer(VerifyLayer::new(verifier))
-        .layer(replay)
-        .service(service_fn(|_: Request<BufferedBody>| async {
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
-        }));
+    let mut svc = support::full_stack(verifier, ranges, 50_000_000);
     let signer = Signer::new(&scheme, SECRET).unwrap();
     let key = Hmac::<Sha256>::new_from_slice(b"0123456789abcdef0123456789abcdef").unwrap();
 
@@ -84,27 +63,9 @@ fn stack(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     n += 1;
-                    let headers = signer.sign(&format!("evt_{n:012}"), NOW, &body).unwrap();
-                    let mut req = Request::post("/webhook")
-                        .body(Full::new(body.clone()))
-                        .unwrap();
-                    *req.headers_mut() = headers;
-                    req.extensions_mut()
-                        .insert(SocketAddr::from(([192, 0, 2, 10], 40000)));
-                    req
+                    support::signed_request(&signer, &format!("evt_{n:012}"), NOW, &body)
                 },
-                |req| {
-                    rt.block_on(async {
-                        let res = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
-                            .await
-                            .unwrap()
-                            .call(req)
-                            .await
-                            .unwrap();
-                        assert!(res.status().is_success());
-                        black_box(res)
-                    })
-                },
+                |req| black_box(support::call(&rt, &mut svc, req)),
                 BatchSize::SmallInput,
             );
         });

@@ -1,0 +1,74 @@
+//! What several benches share: the whole stack, and one signed request through it.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use ipnet::IpNet;
+use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use tower_webhook::allowlist::{AllowlistLayer, IpAllowlist};
+use tower_webhook::buffer::BufferBodyLayer;
+use tower_webhook::client_ip::ResolveClientIpLayer;
+use tower_webhook::rate_limit::{Quota, RateLimitLayer};
+use tower_webhook::replay::{MemoryStore, ReplayLayer};
+use tower_webhook::scheme::Signer;
+use tower_webhook::verify::VerifyLayer;
+use tower_webhook::{BufferedBody, Verifier};
+
+/// The source address of every bench request; `allowed` must contain it.
+pub const CLIENT: [u8; 4] = [192, 0, 2, 10];
+
+/// Client IP, allowlist of `allowed`, a rate limit no bench reaches, buffering, verification,
+/// replay in a memory store of `capacity` keys, and a handler that answers 200 at once.
+pub fn full_stack(
+    verifier: Verifier,
+    allowed: Vec<IpNet>,
+    capacity: usize,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<impl http_body::Body>, Error = Infallible>
+{
+    let replay = ReplayLayer::builder(MemoryStore::new(capacity), &verifier)
+        .build()
+        .unwrap();
+    let quota = Quota::new(1_000_000_000, Duration::from_secs(1)).unwrap();
+    ServiceBuilder::new()
+        .layer(ResolveClientIpLayer::new())
+        .layer(AllowlistLayer::new(IpAllowlist::new(allowed)))
+        .layer(RateLimitLayer::new(quota))
+        .layer(BufferBodyLayer::new())
+        .layer(VerifyLayer::new(verifier))
+        .layer(replay)
+        .service(service_fn(|_: Request<BufferedBody>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }))
+}
+
+/// A delivery of `body` as event `id`, signed at `now`, from [`CLIENT`].
+pub fn signed_request(signer: &Signer, id: &str, now: u64, body: &Bytes) -> Request<Full<Bytes>> {
+    let mut req = Request::post("/webhook")
+        .body(Full::new(body.clone()))
+        .unwrap();
+    *req.headers_mut() = signer.sign(id, now, body).unwrap();
+    req.extensions_mut()
+        .insert(SocketAddr::from((CLIENT, 40000)));
+    req
+}
+
+/// Sends `req` through `svc` once it is ready; panics unless the answer is 2xx.
+pub fn call<S, B>(
+    rt: &tokio::runtime::Runtime,
+    svc: &mut S,
+    req: Request<Full<Bytes>>,
+) -> S::Response
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
+{
+    rt.block_on(async {
+        let res = svc.ready().await.unwrap().call(req).await.unwrap();
+        assert!(res.status().is_success());
+        res
+    })
+}
