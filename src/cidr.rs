@@ -14,6 +14,13 @@ pub(crate) struct CidrSet {
     v6: Vec<(u128, u128)>,
 }
 
+/// `::ffff:0:0/96`, where IPv4-mapped IPv6 addresses live.
+const MAPPED_BLOCK: Ipv6Net =
+    match Ipv6Net::new(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96) {
+        Ok(net) => net,
+        Err(_) => panic!("valid prefix"),
+    };
+
 /// The IPv4 address for an IPv4-mapped IPv6 one (`::ffff:a.b.c.d`); any other unchanged.
 pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
@@ -26,7 +33,14 @@ impl CidrSet {
         for net in nets {
             match canonical_net(net) {
                 IpNet::V4(n) => v4.push((u32::from(n.network()), u32::from(n.broadcast()))),
-                IpNet::V6(n) => v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
+                IpNet::V6(n) => {
+                    // A wider IPv6 range that holds the whole IPv4-mapped block holds every
+                    // IPv4 address too, since mapped addresses are looked up as IPv4.
+                    if n.contains(&MAPPED_BLOCK) {
+                        v4.push((0, u32::MAX));
+                    }
+                    v6.push((u128::from(n.network()), u128::from(n.broadcast())));
+                }
             }
         }
         Self {
@@ -156,6 +170,16 @@ mod tests {
         assert!(cidrs("10.0.0.0/33").is_err());
         assert!(cidrs("fe80::1%eth0").is_err());
         assert_eq!(cidrs("").unwrap().ranges(), 0);
+    }
+
+    #[test]
+    fn ipv6_ranges_holding_the_mapped_block_hold_ipv4() {
+        // Found by fuzzing: `::/80` holds `::ffff:255.255.255.255`.
+        let set = cidrs("::/80").unwrap();
+        assert!(set.contains(ip("::ffff:ffff:ffff")));
+        assert!(set.contains(ip("203.0.113.9")));
+        assert!(!cidrs("2001:db8::/32").unwrap().contains(ip("203.0.113.9")));
+        assert!(cidrs("::/0").unwrap().contains(ip("203.0.113.9")));
     }
 
     #[test]
