@@ -42,8 +42,10 @@ struct App {
     clock: ManualClock,
 }
 
-fn app(wiring: Wiring) -> App {
-    let clock = ManualClock::new(now());
+/// The app for `wiring`, its clock pinned at `now`: the cases are signed relative to the same
+/// instant, so a second ticking over between the two cannot move a case across the tolerance.
+fn app_at(wiring: Wiring, now: u64) -> App {
+    let clock = ManualClock::new(now);
     let limits = BodyLimits::new()
         .max_bytes(LIMIT)
         .timeout(Duration::from_millis(600));
@@ -314,8 +316,9 @@ fn check(case: &Case, wiring: Wiring, via: &str, status: StatusCode, body: &str,
 #[tokio::test]
 async fn every_case_through_a_real_server() {
     for wiring in WIRINGS {
-        for case in cases(now()) {
-            let app = app(wiring);
+        let t = now();
+        for case in cases(t) {
+            let app = app_at(wiring, t);
             let addr = serve(app.router).await;
             let Reply {
                 status,
@@ -340,8 +343,9 @@ async fn every_case_through_a_real_server() {
 #[tokio::test]
 async fn every_case_through_oneshot() {
     for wiring in WIRINGS {
-        for case in cases(now()) {
-            let app = app(wiring);
+        let t = now();
+        for case in cases(t) {
+            let app = app_at(wiring, t);
             let mut req = Request::post("/webhook")
                 .body(axum::body::Body::from(case.body.clone()))
                 .unwrap();
@@ -371,7 +375,7 @@ async fn every_case_through_oneshot() {
 
 #[tokio::test]
 async fn clock_moves_a_delivery_out_of_the_window() {
-    let app = app(Wiring::Stack);
+    let app = app_at(Wiring::Stack, now());
     let t = now();
     let headers = signed("msg_clock", t, b"{}");
     app.clock.set(t + 300);
@@ -404,7 +408,7 @@ async fn body_limits_over_raw_tcp() {
     let headers = signed("msg_raw", now(), b"x");
     for wiring in WIRINGS {
         // Content-Length over the limit: refused before any body byte is sent.
-        let app = app(wiring);
+        let app = app_at(wiring, now());
         let addr = serve(app.router).await;
         let res = raw(
             addr,
@@ -474,7 +478,7 @@ async fn body_limits_over_raw_tcp() {
 async fn non_ascii_header_bytes_over_raw_tcp() {
     let body = b"{}";
     for wiring in WIRINGS {
-        let app = app(wiring);
+        let app = app_at(wiring, now());
         let addr = serve(app.router).await;
         let mut headers = signed("msg_ascii", now(), body);
         headers.remove("webhook-id");
@@ -492,7 +496,7 @@ async fn non_ascii_header_bytes_over_raw_tcp() {
 async fn body_deadline_and_errors_through_oneshot() {
     use http_body_util::channel::Channel;
     for wiring in WIRINGS {
-        let app = app(wiring);
+        let app = app_at(wiring, now());
         let headers = signed("msg_ch", now(), b"xx");
 
         let (mut tx, body) = Channel::<Bytes, std::io::Error>::new(1);
