@@ -12,11 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use tower::{service_fn, Layer, Service, ServiceExt};
-use tower_webhook::clock::ManualClock;
 use tower_webhook::rate_limit::{Quota, RateLimitLayer};
 use tower_webhook::replay::{MemoryStore, ReplayStore, Token};
 use tower_webhook::scheme::{Scheme, Signer};
-use tower_webhook::Verifier;
 
 #[path = "support/mod.rs"]
 mod support;
@@ -49,22 +47,14 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const NOW: u64 = 1_700_000_000;
+use support::{NOW, SECRET};
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let _guard = rt.enter();
     let scheme = Scheme::standard_webhooks();
     let signer = Signer::new(&scheme, SECRET).unwrap();
-    let verifier = Verifier::builder(scheme.clone())
-        .secret(SECRET)
-        .clock(ManualClock::new(NOW))
-        .build()
-        .unwrap();
+    let verifier = support::verifier();
 
     for size in [1024usize, 64 * 1024, 1024 * 1024] {
         let body = Bytes::from(vec![b'x'; size]);

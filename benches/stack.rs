@@ -16,28 +16,18 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use hmac::{Hmac, Mac};
 use ipnet::{IpNet, Ipv4Net};
 use sha2::Sha256;
-use tower_webhook::clock::ManualClock;
 use tower_webhook::scheme::{Scheme, Signer};
-use tower_webhook::Verifier;
 
 #[path = "support/mod.rs"]
 mod support;
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const NOW: u64 = 1_700_000_000;
+use support::{NOW, SECRET};
 
 fn stack(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let _guard = rt.enter();
     let scheme = Scheme::standard_webhooks();
-    let verifier = Verifier::builder(scheme.clone())
-        .secret(SECRET)
-        .clock(ManualClock::new(NOW))
-        .build()
-        .unwrap();
+    let verifier = support::verifier();
     let mut ranges: Vec<IpNet> = (0..999u32)
         .map(|i| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap()))
         .collect();

@@ -19,6 +19,28 @@ use tower_webhook::scheme::Signer;
 use tower_webhook::verify::VerifyLayer;
 use tower_webhook::{BufferedBody, Verifier};
 
+/// The secret every bench signs with.
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The time every bench runs at.
+pub const NOW: u64 = 1_700_000_000;
+
+/// A current-thread runtime with timers (the body deadline needs them).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A Standard Webhooks verifier for [`SECRET`] whose clock reads [`NOW`].
+pub fn verifier() -> Verifier {
+    Verifier::builder(tower_webhook::scheme::Scheme::standard_webhooks())
+        .secret(SECRET)
+        .clock(tower_webhook::clock::ManualClock::new(NOW))
+        .build()
+        .unwrap()
+}
+
 /// The source address of every bench request; `allowed` must contain it.
 pub const CLIENT: [u8; 4] = [192, 0, 2, 10];
 
