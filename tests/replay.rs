@@ -15,7 +15,9 @@ use tokio::sync::Notify;
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_webhook::buffer::BufferBodyLayer;
-use tower_webhook::replay::{Begin, MemoryStore, ReplayLayer, ReplayStore, StoreFuture, Token};
+use tower_webhook::replay::{
+    Begin, MemoryStore, ReplayLayer, ReplayStore, StoreError, StoreFuture, Token,
+};
 use tower_webhook::scheme::{Scheme, SignedContent, Signer, TimestampUnit};
 use tower_webhook::verify::VerifyLayer;
 use tower_webhook::{BufferedBody, ConfigError, Rejection, ResponseBody, Verifier};
@@ -470,4 +472,59 @@ async fn marking_done_finishes_even_if_the_client_leaves_meanwhile() {
         r#"{"status":"duplicate"}"#
     );
     assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
+}
+
+/// A store whose `complete` and `release` fail the first time each, like a Redis that blinked.
+#[derive(Debug, Clone)]
+struct Blinking {
+    inner: MemoryStore,
+    failed_complete: Arc<std::sync::atomic::AtomicBool>,
+    failed_release: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ReplayStore for Blinking {
+    fn begin(&self, key: &str, token: Token, lease: Duration) -> StoreFuture<Begin> {
+        self.inner.begin(key, token, lease)
+    }
+    fn complete(&self, key: &str, token: Token, ttl: Duration) -> StoreFuture<bool> {
+        if !self.failed_complete.swap(true, Ordering::SeqCst) {
+            return StoreFuture::ready(Err(StoreError::unavailable("connection refused")));
+        }
+        self.inner.complete(key, token, ttl)
+    }
+    fn release(&self, key: &str, token: Token) -> StoreFuture<bool> {
+        if !self.failed_release.swap(true, Ordering::SeqCst) {
+            return StoreFuture::ready(Err(StoreError::Timeout));
+        }
+        self.inner.release(key, token)
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_blinks_after_the_handler_is_settled_in_the_background() {
+    let scheme = Scheme::standard_webhooks();
+    let store = Blinking {
+        inner: MemoryStore::default(),
+        failed_complete: Arc::default(),
+        failed_release: Arc::default(),
+    };
+    let (svc, handler) = stack(scheme.clone(), store.clone(), "t", Behaviour::FailFirst);
+
+    // Handler fails (500); the release fails too. The sender's retry must not wait out the
+    // 60 s lease: the release is retried in the background.
+    let failing = delivery(&scheme, "msg_blink", BODY);
+    assert_eq!(
+        send(&svc, &failing, BODY).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Handler succeeds; marking done fails once, then goes through in the background.
+    assert_eq!(send(&svc, &failing, BODY).await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // So a replay is a duplicate, not "in flight" until the lease ends (and then handled again).
+    assert_eq!(
+        send(&svc, &failing, BODY).await.1,
+        r#"{"status":"duplicate"}"#
+    );
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 2);
 }

@@ -272,8 +272,9 @@ struct Guard {
     token: Token,
     /// The handler may be running: release on drop.
     armed: bool,
-    /// The `complete` or `release` under way, finished on the runtime if dropped.
-    settling: Option<StoreFuture<bool>>,
+    /// The `complete` (`true`) or `release` (`false`) under way, finished on the runtime if
+    /// dropped.
+    settling: Option<(StoreFuture<bool>, bool)>,
 }
 
 impl Guard {
@@ -290,17 +291,18 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let pending = match self.settling.take() {
+        let (pending, done) = match self.settling.take() {
             Some(settling) => settling,
-            None if self.armed => self.config.store.release(&self.key, self.token),
+            None if self.armed => (self.config.store.release(&self.key, self.token), false),
             None => return,
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                let key = self.key.clone();
+                let (config, key, token) = (self.config.clone(), self.key.clone(), self.token);
                 runtime.spawn(async move {
                     if let Err(error) = pending.await {
-                        log_store_error(&error, &key, "settle after the request was dropped");
+                        log_store_error(&error, &key, settle_name(done));
+                        settle_later(config, key, token, done);
                     }
                 });
             }
@@ -308,6 +310,46 @@ impl Drop for Guard {
             Err(_) => drop(pending),
         }
     }
+}
+
+fn settle_name(done: bool) -> &'static str {
+    if done {
+        "mark done"
+    } else {
+        "release"
+    }
+}
+
+/// Keeps retrying, in the background, a `complete` or `release` that failed because the store
+/// was unreachable, until it goes through or the in-flight lease is over (the mark has expired
+/// by then anyway). Without it, a store outage right after a handler ran would leave the event
+/// in flight for the whole lease: a failed release blocks the sender's retries that long, and a
+/// failed done-mark lets a later replay through once the lease ends. The token still guards
+/// each attempt.
+fn settle_later(config: Arc<Config>, key: Arc<str>, token: Token, done: bool) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let deadline = tokio::time::Instant::now() + config.lease;
+        let mut wait = Duration::from_millis(50);
+        loop {
+            tokio::time::sleep(wait).await;
+            if tokio::time::Instant::now() >= deadline {
+                log_store_error(&StoreError::Timeout, &key, "settle before the lease ended");
+                return;
+            }
+            let attempt = if done {
+                config.store.complete(&key, token, config.ttl)
+            } else {
+                config.store.release(&key, token)
+            };
+            if attempt.await.is_ok() {
+                return;
+            }
+            wait = (wait * 2).min(Duration::from_secs(1));
+        }
+    });
 }
 
 fn log_store_error(error: &StoreError, key: &str, doing: &str) {
@@ -440,23 +482,23 @@ where
                     // From here the mark is settled by `finish`, kept in the guard so that it
                     // completes even if this future is dropped.
                     guard.armed = false;
-                    guard.settling = Some(finish);
+                    guard.settling = Some((finish, handled));
                     this.state.set(State::Finishing {
                         outcome: Some(outcome),
                     });
                 }
                 StateProj::Finishing { outcome } => {
-                    let finish = guard
+                    let (finish, done) = guard
                         .settling
                         .as_mut()
                         .expect("ResponseFuture polled after completion");
+                    let done = *done;
                     let settled = ready!(Pin::new(finish).poll(cx));
                     guard.settling = None;
                     let outcome = outcome
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let handled = matches!(&outcome, Ok(r) if r.status().is_success());
-                    let doing = if handled { "mark done" } else { "release" };
+                    let doing = settle_name(done);
                     match settled {
                         Ok(true) => {}
                         // The lease ran out while the handler worked: another attempt may have
@@ -468,7 +510,15 @@ where
                             &guard.key,
                             doing,
                         ),
-                        Err(error) => log_store_error(&error, &guard.key, doing),
+                        Err(error) => {
+                            log_store_error(&error, &guard.key, doing);
+                            settle_later(
+                                guard.config.clone(),
+                                guard.key.clone(),
+                                guard.token,
+                                done,
+                            );
+                        }
                     }
                     return Poll::Ready(outcome.map(|r| r.map(ResponseBody::new)));
                 }
