@@ -186,6 +186,11 @@ impl Example {
         Self { child, lines, addr }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Lines printed since the last call (waiting briefly for stragglers).
     pub fn printed(&self) -> Vec<String> {
         let mut out = Vec::new();

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
+    /// Where an append-only file keeps the data across restarts, when persistent.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -32,7 +34,24 @@ impl RedisServer {
             .local_addr()
             .unwrap()
             .port();
-        let mut server = Self { child: None, port };
+        let mut server = Self {
+            child: None,
+            port,
+            dir: None,
+        };
+        server.restart();
+        Some(server)
+    }
+
+    /// Like [`start`](Self::start), but every write is kept in an append-only file (fsync on
+    /// every write), so the data survives [`restart`](Self::restart), as in production.
+    pub fn start_persistent() -> Option<Self> {
+        let mut server = Self::start()?;
+        server.stop();
+        let dir = std::env::temp_dir().join(format!("tower-webhook-redis-{}", server.port));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        server.dir = Some(dir);
         server.restart();
         Some(server)
     }
@@ -44,9 +63,22 @@ impl RedisServer {
     /// (Re)starts the server on the same port and waits until it answers.
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+        let mut command = Command::new("redis-server");
+        command.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]);
+        match &self.dir {
+            Some(dir) => command
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -79,5 +111,8 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -1,0 +1,205 @@
+//! Soak test with faults, against the demo receiver with the Redis replay store: thousands of
+//! deliveries over loopback from concurrent senders, some failing on their first try (retried
+//! with back-off), some replayed, and Redis restarted in the middle. Every unique event must be
+//! accepted exactly once, none lost, and the receiver's memory must stay under a bound.
+//!
+//! Bounded (a few thousand requests, at most two minutes); `bash .ci/test` runs it with
+//! `--ignored --nocapture` so its closing line is shown.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use tower_webhook::scheme::{Scheme, Signer};
+
+const EVENTS: usize = 2500;
+const SENDERS: usize = 8;
+const SECRET: &str = "whsec_c29hay10ZXN0LXNlY3JldA==";
+/// The receiver's peak resident memory must stay under this.
+const MAX_RSS_MIB: u64 = 200;
+
+#[derive(Default)]
+struct Counts {
+    deliveries: AtomicUsize,
+    retries: AtomicUsize,
+    duplicates_refused: AtomicUsize,
+    accepted_answers: AtomicUsize,
+    /// 503 answers: the Redis outage as the senders saw it.
+    store_unavailable: AtomicUsize,
+}
+
+fn event_id(i: usize) -> String {
+    // Every fifth event fails on its first delivery (the receiver's FAIL_ONCE_PREFIX).
+    if i % 5 == 0 {
+        format!("evt_fail_{i:05}")
+    } else {
+        format!("evt_{i:05}")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak test: run by `bash .ci/test` with --ignored"]
+async fn soak_with_faults_accepts_every_event_exactly_once() {
+    let Some(redis) = common::redis::RedisServer::start_persistent() else {
+        return;
+    };
+    let receiver = common::Example::start(
+        "receiver",
+        &[
+            ("WEBHOOK_SECRET", SECRET),
+            ("REPLAY_STORE", "redis"),
+            ("REDIS_URL", &redis.url()),
+            ("FAIL_ONCE_PREFIX", "evt_fail_"),
+        ],
+    );
+    let addr: std::net::SocketAddr = receiver.addr.parse().unwrap();
+    let redis = Arc::new(std::sync::Mutex::new(redis));
+    let counts = Arc::new(Counts::default());
+    let next = Arc::new(AtomicUsize::new(0));
+    let signer = Arc::new(Signer::new(&Scheme::standard_webhooks(), SECRET).unwrap());
+    let started = Instant::now();
+
+    // Halfway through, Redis goes down for a moment and comes back.
+    let restarter = {
+        let (redis, counts) = (redis.clone(), counts.clone());
+        tokio::task::spawn_blocking(move || {
+            while counts.accepted_answers.load(Ordering::SeqCst) < EVENTS / 2 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let mut redis = redis.lock().unwrap();
+            redis.stop();
+            std::thread::sleep(Duration::from_millis(300));
+            redis.restart();
+        })
+    };
+
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|_| {
+            let (counts, next, signer) = (counts.clone(), next.clone(), signer.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= EVENTS {
+                        return;
+                    }
+                    let body = format!(r#"{{"seq":{i},"type":"soak"}}"#);
+                    let headers = signer
+                        .sign(&event_id(i), common::now(), body.as_bytes())
+                        .unwrap();
+                    // Deliver until answered 2xx, backing off like a sender.
+                    for attempt in 1u64.. {
+                        assert!(attempt < 200, "event {i} never accepted");
+                        counts.deliveries.fetch_add(1, Ordering::SeqCst);
+                        let reply = common::post(addr, "/webhook", &headers, body.clone()).await;
+                        if reply.status == StatusCode::OK {
+                            assert_eq!(
+                                reply.body, r#"{"status":"accepted"}"#,
+                                "first 2xx must be the handler's"
+                            );
+                            counts.accepted_answers.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+                            counts.store_unavailable.fetch_add(1, Ordering::SeqCst);
+                        }
+                        assert!(
+                            matches!(reply.status.as_u16(), 500 | 503 | 409),
+                            "event {i}: unexpected {} {}",
+                            reply.status,
+                            reply.body
+                        );
+                        counts.retries.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
+                    }
+                    // A quarter are replayed as captured: refused as duplicates, never handled.
+                    if i % 4 == 1 {
+                        for attempt in 1u64.. {
+                            assert!(attempt < 200, "replay of event {i} never answered");
+                            counts.deliveries.fetch_add(1, Ordering::SeqCst);
+                            let reply =
+                                common::post(addr, "/webhook", &headers, body.clone()).await;
+                            if reply.status == StatusCode::OK {
+                                assert_eq!(
+                                    reply.body, r#"{"status":"duplicate"}"#,
+                                    "replay of {i} handled again"
+                                );
+                                counts.duplicates_refused.fetch_add(1, Ordering::SeqCst);
+                                break;
+                            }
+                            if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+                                counts.store_unavailable.fetch_add(1, Ordering::SeqCst);
+                            }
+                            assert!(
+                                matches!(reply.status.as_u16(), 503 | 409),
+                                "replay of {i}: {}",
+                                reply.status
+                            );
+                            counts.retries.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        for sender in senders {
+            sender.await.unwrap();
+        }
+    })
+    .await
+    .expect("soak test did not finish within two minutes");
+    restarter.await.unwrap();
+
+    // Every unique event accepted exactly once: the receiver's own record, its stdout.
+    let mut accepted: HashMap<String, usize> = HashMap::new();
+    for line in receiver.printed() {
+        let id = line
+            .strip_prefix("accepted id=")
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("unexpected output {line:?}"));
+        *accepted.entry(id.to_owned()).or_default() += 1;
+    }
+    let twice: Vec<_> = accepted.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "handled more than once: {twice:?}");
+    let lost: Vec<_> = (0..EVENTS)
+        .map(event_id)
+        .filter(|id| !accepted.contains_key(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} events lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+    assert_eq!(accepted.len(), EVENTS);
+
+    let status = std::fs::read_to_string(format!("/proc/{}/status", receiver.pid())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    let peak_mib = peak_kib / 1024;
+    assert!(peak_mib < MAX_RSS_MIB, "receiver peak RSS {peak_mib} MiB");
+    let unavailable = counts.store_unavailable.load(Ordering::SeqCst);
+    assert!(
+        unavailable > 0,
+        "the Redis restart was not felt by any delivery"
+    );
+    println!(
+        "soak: deliveries={} duplicates_refused={} retries={} store_unavailable={} accepted={} peak_rss={}MiB (bound {}MiB) in {:.1}s",
+        counts.deliveries.load(Ordering::SeqCst),
+        counts.duplicates_refused.load(Ordering::SeqCst),
+        counts.retries.load(Ordering::SeqCst),
+        unavailable,
+        accepted.len(),
+        peak_mib,
+        MAX_RSS_MIB,
+        started.elapsed().as_secs_f64()
+    );
+}
