@@ -41,6 +41,38 @@ fn event_id(i: usize) -> String {
     }
 }
 
+/// Sends one delivery until it is answered 200, backing off like a sender after each answer
+/// in `retry_on`; the 200 must carry `expected`.
+async fn deliver(
+    addr: std::net::SocketAddr,
+    headers: &http::HeaderMap,
+    body: &str,
+    expected: &str,
+    retry_on: &[u16],
+    counts: &Counts,
+) {
+    for attempt in 1u64..200 {
+        counts.deliveries.fetch_add(1, Ordering::SeqCst);
+        let reply = common::post(addr, "/webhook", headers, body.to_owned()).await;
+        if reply.status == StatusCode::OK {
+            assert_eq!(reply.body, expected);
+            return;
+        }
+        if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+            counts.store_unavailable.fetch_add(1, Ordering::SeqCst);
+        }
+        assert!(
+            retry_on.contains(&reply.status.as_u16()),
+            "unexpected {} {}",
+            reply.status,
+            reply.body
+        );
+        counts.retries.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
+    }
+    panic!("delivery never answered 200 {expected}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "soak test: run by `bash .ci/test` with --ignored"]
 async fn soak_with_faults_accepts_every_event_exactly_once() {
@@ -90,57 +122,16 @@ async fn soak_with_faults_accepts_every_event_exactly_once() {
                     let headers = signer
                         .sign(&event_id(i), common::now(), body.as_bytes())
                         .unwrap();
-                    // Deliver until answered 2xx, backing off like a sender.
-                    for attempt in 1u64.. {
-                        assert!(attempt < 200, "event {i} never accepted");
-                        counts.deliveries.fetch_add(1, Ordering::SeqCst);
-                        let reply = common::post(addr, "/webhook", &headers, body.clone()).await;
-                        if reply.status == StatusCode::OK {
-                            assert_eq!(
-                                reply.body, r#"{"status":"accepted"}"#,
-                                "first 2xx must be the handler's"
-                            );
-                            counts.accepted_answers.fetch_add(1, Ordering::SeqCst);
-                            break;
-                        }
-                        if reply.status == StatusCode::SERVICE_UNAVAILABLE {
-                            counts.store_unavailable.fetch_add(1, Ordering::SeqCst);
-                        }
-                        assert!(
-                            matches!(reply.status.as_u16(), 500 | 503 | 409),
-                            "event {i}: unexpected {} {}",
-                            reply.status,
-                            reply.body
-                        );
-                        counts.retries.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
-                    }
+                    // Deliver until answered 2xx, backing off like a sender; the first 2xx
+                    // must be the handler's.
+                    let answer = r#"{"status":"accepted"}"#;
+                    deliver(addr, &headers, &body, answer, &[500, 503, 409], &counts).await;
+                    counts.accepted_answers.fetch_add(1, Ordering::SeqCst);
                     // A quarter are replayed as captured: refused as duplicates, never handled.
                     if i % 4 == 1 {
-                        for attempt in 1u64.. {
-                            assert!(attempt < 200, "replay of event {i} never answered");
-                            counts.deliveries.fetch_add(1, Ordering::SeqCst);
-                            let reply =
-                                common::post(addr, "/webhook", &headers, body.clone()).await;
-                            if reply.status == StatusCode::OK {
-                                assert_eq!(
-                                    reply.body, r#"{"status":"duplicate"}"#,
-                                    "replay of {i} handled again"
-                                );
-                                counts.duplicates_refused.fetch_add(1, Ordering::SeqCst);
-                                break;
-                            }
-                            if reply.status == StatusCode::SERVICE_UNAVAILABLE {
-                                counts.store_unavailable.fetch_add(1, Ordering::SeqCst);
-                            }
-                            assert!(
-                                matches!(reply.status.as_u16(), 503 | 409),
-                                "replay of {i}: {}",
-                                reply.status
-                            );
-                            counts.retries.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
-                        }
+                        let answer = r#"{"status":"duplicate"}"#;
+                        deliver(addr, &headers, &body, answer, &[503, 409], &counts).await;
+                        counts.duplicates_refused.fetch_add(1, Ordering::SeqCst);
                     }
                 }
             })
