@@ -16,6 +16,7 @@
 //! | `REPLAY_STORE` | `memory` | `memory`, `redis` or `off`: where handled event ids are kept |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379/` | the Redis of `REPLAY_STORE=redis` |
 //! | `REPLAY_TTL_SECS` | `86400` | how long a handled event id is remembered |
+//! | `REPLAY_MAX_ENTRIES` | `100000` | most event ids the memory store holds (503 when full of live ones) |
 //! | `ALLOW_CIDRS` | unset | comma-separated CIDRs allowed to deliver (403 otherwise); unset or empty: everyone |
 //! | `TRUSTED_PROXIES` | unset | comma-separated CIDRs of proxies whose `X-Forwarded-For` is believed |
 //! | `RATE_PER_SEC` | unset | requests per second per client IP (429 above); unset: no limit |
@@ -91,7 +92,10 @@ fn replay(verifier: &Verifier) -> Result<Option<ReplayLayer>, support::Error> {
     let ttl = Duration::from_secs(support::parsed("REPLAY_TTL_SECS", 86_400)?);
     let builder = match support::var("REPLAY_STORE").as_deref().unwrap_or("memory") {
         "off" => return Ok(None),
-        "memory" => ReplayLayer::builder(MemoryStore::default(), verifier),
+        "memory" => {
+            let max = support::parsed("REPLAY_MAX_ENTRIES", MemoryStore::DEFAULT_MAX_ENTRIES)?;
+            ReplayLayer::builder(MemoryStore::new(max), verifier)
+        }
         "redis" => {
             let url = support::var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379/".into());
             let store = RedisStore::new(&url).map_err(|e| format!("REDIS_URL: {e}"))?;

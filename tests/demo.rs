@@ -126,6 +126,7 @@ fn bad_settings_exit_with_status_2() {
         [("MAX_BODY_BYTES", "1MB"), ("BIND_ADDR", "127.0.0.1:0")],
         [("REPLAY_STORE", "disk"), ("BIND_ADDR", "127.0.0.1:0")],
         [("REPLAY_TTL_SECS", "60"), ("BIND_ADDR", "127.0.0.1:0")],
+        [("REPLAY_MAX_ENTRIES", "lots"), ("BIND_ADDR", "127.0.0.1:0")],
     ] {
         let out = Command::new(common::example("receiver"))
             .env_clear()
