@@ -47,21 +47,7 @@ impl<F> ResponseFuture<F> {
         let grpc = headers
             .get(CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        #[cfg(feature = "tracing")]
-        if let Some(client) = client {
-            tracing::info!(
-                target: "tower_webhook",
-                status = rejection.status().as_u16(),
-                code = rejection.code(),
-                client = %client,
-                reason = %rejection,
-                "webhook rejected"
-            );
-        } else {
-            rejection.log(None);
-        }
-        #[cfg(not(feature = "tracing"))]
-        let _ = client;
+        rejection.log(None, client);
         Self {
             state: State::Rejected {
                 rejection: Some(rejection),

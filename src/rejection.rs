@@ -255,19 +255,21 @@ impl Rejection {
         response
     }
 
-    /// Emits the `tracing` event for this rejection (a no-op without the `tracing` feature).
-    pub(crate) fn log(&self, event_id: Option<&str>) {
+    /// Emits the `tracing` event for this rejection (a no-op without the `tracing` feature):
+    /// status, code, reason, and the event id and client address when known.
+    pub(crate) fn log(&self, event_id: Option<&str>, client: Option<&dyn fmt::Display>) {
         #[cfg(feature = "tracing")]
         tracing::info!(
             target: "tower_webhook",
             status = self.status().as_u16(),
             code = self.code(),
             event_id = event_id.unwrap_or("-"),
+            client = %client.unwrap_or(&"-"),
             reason = %self,
             "webhook rejected"
         );
         #[cfg(not(feature = "tracing"))]
-        let _ = event_id;
+        let _ = (event_id, client);
     }
 }
 
@@ -370,7 +372,7 @@ where
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for Rejection {
     fn into_response(self) -> axum_core::response::Response {
-        self.log(None);
+        self.log(None, None);
         Rejection::into_response::<axum_core::body::Body>(self).map(axum_core::body::Body::new)
     }
 }

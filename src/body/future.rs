@@ -54,7 +54,7 @@ pub(crate) fn verify_parts(
             Ok(())
         }
         Err(rejection) => {
-            rejection.log(verifier.claimed_id(&parts.headers));
+            rejection.log(verifier.claimed_id(&parts.headers), None);
             Err(rejection)
         }
     }
@@ -119,7 +119,7 @@ impl<B: Body, S: Clone, F> ResponseFuture<B, S, F> {
                     Stage::Verify(verifier) => verifier.claimed_id(&parts.headers),
                     Stage::Buffer => None,
                 };
-                rejection.log(claimed_id);
+                rejection.log(claimed_id, None);
                 Self::rejected(rejection)
             }
         }
@@ -167,7 +167,7 @@ where
                     let next = match collected {
                         Ok(bytes) => stage.run(parts, bytes).map(|req| inner.call(req)),
                         Err(rejection) => {
-                            rejection.log(None);
+                            rejection.log(None, None);
                             Err(rejection)
                         }
                     };

@@ -233,7 +233,7 @@ where
             let rejection = Rejection::Misconfigured {
                 reason: "Replay needs the Verify layer in front of it",
             };
-            rejection.log(None);
+            rejection.log(None, None);
             return ResponseFuture::answer(rejection, Guard::disarmed(config));
         };
         let body = req.extensions().get::<RawBody>().map(|b| &b[..]);
@@ -424,7 +424,7 @@ where
                         panic!("ResponseFuture polled after completion");
                     };
                     let refuse = |rejection: Rejection| {
-                        rejection.log(Some(&guard.key));
+                        rejection.log(Some(&guard.key), None);
                         State::Answer {
                             rejection: Some(rejection),
                         }
@@ -460,6 +460,8 @@ where
                                 target: "tower_webhook", %error, key = &*guard.key,
                                 "replay store failed; failing closed: 503"
                             );
+                            #[cfg(not(feature = "tracing"))]
+                            let _ = error;
                             refuse(Rejection::StoreUnavailable {
                                 retry_after: config.retry_after,
                             })
