@@ -1,5 +1,6 @@
 //! Every rejection path of buffering and verification, through a real axum server on
-//! 127.0.0.1 and through `oneshot`, for the three ways of wiring the layers.
+//! 127.0.0.1 and through `oneshot`, for the three ways of wiring the layers. Raw-TCP hostile
+//! input is in `tests/adversarial/`.
 #![cfg(feature = "axum")]
 
 mod common;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use common::{now, raw, serve, Reply};
+use common::{now, serve, Reply};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::{ServiceBuilder, ServiceExt};
@@ -388,108 +389,6 @@ async fn clock_moves_a_delivery_out_of_the_window() {
     let reply = common::post(addr, "/webhook", &headers, "{}").await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.calls.load(Ordering::SeqCst), 1);
-}
-
-fn head(content: &str, headers: &HeaderMap) -> Vec<u8> {
-    let mut head = format!("POST /webhook HTTP/1.1\r\nhost: 127.0.0.1\r\n{content}");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
-    }
-    head.push_str("\r\n");
-    head.into_bytes()
-}
-
-fn status_of(response: &str) -> &str {
-    response.get(9..12).unwrap_or("no response")
-}
-
-#[tokio::test]
-async fn body_limits_over_raw_tcp() {
-    let headers = signed("msg_raw", now(), b"x");
-    for wiring in WIRINGS {
-        // Content-Length over the limit: refused before any body byte is sent.
-        let app = app_at(wiring, now());
-        let addr = serve(app.router).await;
-        let res = raw(
-            addr,
-            &head("content-length: 5000\r\n", &headers),
-            &[],
-            Duration::ZERO,
-            false,
-        )
-        .await;
-        assert_eq!(status_of(&res), "413", "{wiring:?}: {res}");
-        assert!(res.ends_with(r#"{"error":"payload_too_large"}"#));
-
-        // A chunked body that never ends: refused as soon as it passes the limit.
-        let chunk = format!("200\r\n{}\r\n", "y".repeat(0x200));
-        let chunks = [chunk.as_bytes(); 3];
-        let res = raw(
-            addr,
-            &head("transfer-encoding: chunked\r\n", &headers),
-            &chunks,
-            Duration::from_millis(10),
-            false,
-        )
-        .await;
-        assert_eq!(status_of(&res), "413", "{wiring:?}: {res}");
-
-        // A body that trickles one byte every 150 ms: the 600 ms deadline is for the whole body.
-        let bytes: Vec<&[u8]> = vec![b"x"; 10];
-        let res = raw(
-            addr,
-            &head("content-length: 10\r\n", &headers),
-            &bytes,
-            Duration::from_millis(150),
-            false,
-        )
-        .await;
-        assert_eq!(status_of(&res), "408", "{wiring:?}: {res}");
-        assert!(res.ends_with(r#"{"error":"body_timeout"}"#));
-
-        // A body that stalls completely.
-        let res = raw(
-            addr,
-            &head("content-length: 10\r\n", &headers),
-            &[b"abc"],
-            Duration::ZERO,
-            false,
-        )
-        .await;
-        assert_eq!(status_of(&res), "408", "{wiring:?}: {res}");
-
-        // The connection half-closes mid-body.
-        let res = raw(
-            addr,
-            &head("content-length: 100\r\n", &headers),
-            &[b"0123456789"],
-            Duration::ZERO,
-            true,
-        )
-        .await;
-        assert_eq!(status_of(&res), "400", "{wiring:?}: {res}");
-        assert!(res.ends_with(r#"{"error":"body_read_error"}"#), "{res}");
-
-        assert_eq!(app.calls.load(Ordering::SeqCst), 0, "{wiring:?}");
-    }
-}
-
-#[tokio::test]
-async fn non_ascii_header_bytes_over_raw_tcp() {
-    let body = b"{}";
-    for wiring in WIRINGS {
-        let app = app_at(wiring, now());
-        let addr = serve(app.router).await;
-        let mut headers = signed("msg_ascii", now(), body);
-        headers.remove("webhook-id");
-        let mut request = head("content-length: 2\r\n", &headers);
-        request.truncate(request.len() - 2);
-        request.extend_from_slice(b"webhook-id: msg_caf\xc3\xa9\r\n\r\n{}");
-        let res = raw(addr, &request, &[], Duration::ZERO, false).await;
-        assert_eq!(status_of(&res), "400", "{wiring:?}: {res}");
-        assert!(res.ends_with(r#"{"error":"malformed_header"}"#), "{res}");
-        assert_eq!(app.calls.load(Ordering::SeqCst), 0);
-    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -316,55 +316,6 @@ async fn a_full_store_answers_503_and_forgets_nothing() {
     assert_eq!(handler.calls.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hundred_concurrent_deliveries_reach_the_handler_once_over_tcp() {
-    let scheme = Scheme::standard_webhooks();
-    let verifier = Verifier::builder(scheme.clone())
-        .secret(SECRET)
-        .build()
-        .unwrap();
-    let replay = ReplayLayer::builder(MemoryStore::default(), &verifier)
-        .build()
-        .unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let router = common::counting_app(verifier, replay, calls.clone(), Duration::from_millis(50));
-    let addr = common::serve(router).await;
-    let headers = delivery(&scheme, "msg_storm", BODY);
-    let replies = futures_join(
-        (0..100)
-            .map(|_| {
-                let headers = headers.clone();
-                tokio::spawn(async move { common::post(addr, "/webhook", &headers, BODY).await })
-            })
-            .collect(),
-    )
-    .await;
-    let handled = replies.iter().filter(|r| r.body == "handled").count();
-    let conflict = replies
-        .iter()
-        .filter(|r| r.status == StatusCode::CONFLICT)
-        .count();
-    let duplicate = replies
-        .iter()
-        .filter(|r| r.body == r#"{"status":"duplicate"}"#)
-        .count();
-    assert_eq!(handled, 1);
-    assert_eq!(
-        handled + conflict + duplicate,
-        100,
-        "only 200, 409 or duplicate"
-    );
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-}
-
-async fn futures_join(handles: Vec<tokio::task::JoinHandle<common::Reply>>) -> Vec<common::Reply> {
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.unwrap());
-    }
-    out
-}
-
 #[tokio::test]
 async fn replay_without_verify_is_a_wiring_error() {
     let verifier = Verifier::builder(Scheme::github())

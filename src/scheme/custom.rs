@@ -244,6 +244,9 @@ impl Custom {
 
     pub(super) fn parse<'h>(&'h self, headers: &'h HeaderMap) -> Result<Signed<'h>, Rejection> {
         let sig = required(headers, &[&self.signature])?;
+        if sig.text.is_empty() {
+            return Err(Rejection::malformed(sig.name, "empty signature"));
+        }
         let encoded = sig
             .text
             .strip_prefix(self.prefix.as_str())

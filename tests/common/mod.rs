@@ -24,6 +24,22 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
+/// Serves `router` on an ephemeral port of `ip` (a loopback address) with the peer address
+/// as axum's `ConnectInfo`, until the test's runtime ends.
+pub async fn serve_with_peer(ip: &str, router: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
 /// Serves an axum router on an ephemeral port of 127.0.0.1 until the test's runtime ends.
 pub async fn serve(router: axum::Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -73,48 +89,6 @@ pub async fn post(
     })
     .await
     .expect("request timed out")
-}
-
-/// Writes `head` (and then each of `chunks`, `pause` apart) on a raw TCP connection, optionally
-/// half-closes, and returns everything the server answered until it closed or `STEP` passed.
-pub async fn raw(
-    addr: SocketAddr,
-    head: &[u8],
-    chunks: &[&[u8]],
-    pause: Duration,
-    half_close: bool,
-) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(head).await.unwrap();
-    for chunk in chunks {
-        tokio::time::sleep(pause).await;
-        if stream.write_all(chunk).await.is_err() {
-            break;
-        }
-    }
-    if half_close {
-        stream.shutdown().await.unwrap();
-    }
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(STEP, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    out.extend_from_slice(&buf[..n]);
-                    // One response is all these tests need.
-                    if let Ok(text) = std::str::from_utf8(&out) {
-                        if text.contains("\r\n\r\n{") && text.ends_with('}') {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    })
-    .await;
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Path of an example, built (or found up to date) first: `cargo test --test x` alone does
@@ -234,4 +208,114 @@ pub fn counting_app(
                 .layer(tower_webhook::verify::VerifyLayer::new(verifier))
                 .layer(replay),
         )
+}
+
+/// One HTTP/1.1 response read off a raw connection.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    /// Header lines, names lower-cased, as `name: value`.
+    pub headers: Vec<String>,
+    pub body: Vec<u8>,
+}
+
+impl RawReply {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            (n == name).then(|| v.trim())
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Writes `request` (raw bytes, anything a client library would refuse to send) on a fresh
+/// connection, then reads until the server closes or `STEP` passes, and splits what came back
+/// into responses (bodies framed by `content-length`, as every response here is).
+pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<RawReply> {
+    exchange_from(None, addr, request).await
+}
+
+/// [`exchange`] from the local address `from` (any of 127.0.0.0/8 works on Linux loopback).
+pub async fn exchange_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    request: &[u8],
+) -> Vec<RawReply> {
+    let mut stream = match from {
+        None => TcpStream::connect(addr).await.unwrap(),
+        Some(ip) => {
+            let socket = match ip {
+                std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            }
+            .unwrap();
+            socket.bind(SocketAddr::new(ip, 0)).unwrap();
+            socket.connect(addr).await.unwrap()
+        }
+    };
+    // The server may answer and close before reading all of it (a 413 on `content-length`).
+    let _ = stream.write_all(request).await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(STEP, stream.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the server neither answered nor closed");
+    parse_replies(&out)
+}
+
+/// Splits raw response bytes into responses; a truncated tail is dropped.
+pub fn parse_replies(mut raw: &[u8]) -> Vec<RawReply> {
+    let mut replies = Vec::new();
+    while let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.get(9..12))
+            .and_then(|s| s.parse().ok())
+            .expect("a status line");
+        let headers: Vec<String> = lines
+            .map(|l| match l.split_once(':') {
+                Some((n, v)) => format!("{}:{v}", n.to_ascii_lowercase()),
+                None => l.to_owned(),
+            })
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        let rest = &raw[end + 4..];
+        if rest.len() < length {
+            break;
+        }
+        replies.push(RawReply {
+            status,
+            headers,
+            body: rest[..length].to_vec(),
+        });
+        raw = &rest[length..];
+    }
+    replies
+}
+
+/// A POST of `body` to `path` with raw header lines (name, value bytes) and
+/// `connection: close`, as bytes for [`exchange`].
+pub fn raw_post(path: &str, lines: &[(String, Vec<u8>)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for (name, value) in lines {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
 }
