@@ -266,11 +266,32 @@ impl<'a> Prefix<'a> {
         }
     }
 
-    /// The HMAC of the prefix followed by `body`, fed in pieces (no joined copy).
+    /// The HMAC of the prefix followed by `body`. A prefix that fits one hash block is joined
+    /// on the stack first (one call into the hash instead of one per piece); a longer one is
+    /// fed in pieces. Either way the body is never copied.
     pub(crate) fn tag(&self, key: &Key, body: &[u8]) -> Tag {
         let mut mac = key.clone();
-        for part in &self.parts[..self.len] {
-            mac.update(part);
+        let parts = &self.parts[..self.len];
+        let mut joined = [0u8; 64];
+        let mut len = 0;
+        for part in parts {
+            match joined.get_mut(len..len + part.len()) {
+                Some(slot) => {
+                    slot.copy_from_slice(part);
+                    len += part.len();
+                }
+                None => {
+                    len = usize::MAX;
+                    break;
+                }
+            }
+        }
+        if len == usize::MAX {
+            for part in parts {
+                mac.update(part);
+            }
+        } else {
+            mac.update(&joined[..len]);
         }
         mac.update(body);
         mac.finalize().into_bytes().into()
