@@ -3,13 +3,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use http::HeaderMap;
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::BodyLimits;
 use crate::Rejection;
@@ -19,12 +20,16 @@ pin_project! {
     ///
     /// A body that arrives as one chunk is kept as it is (no copy); otherwise the chunks are
     /// copied into one buffer. More than the limit is never held: the chunk that would pass it
-    /// ends the read with 413. The deadline covers the whole body.
+    /// ends the read with 413. The deadline covers the whole body, from `start`; its timer is
+    /// only set up the first time the body is not ready, so a body that is already complete
+    /// (the common case behind hyper) costs no timer.
     pub(crate) struct Collect<B> {
         #[pin]
         body: B,
         #[pin]
-        deadline: Sleep,
+        deadline: Option<Sleep>,
+        started: Instant,
+        timeout: Duration,
         first: Option<Bytes>,
         rest: BytesMut,
         len: usize,
@@ -36,7 +41,7 @@ impl<B: Body> Collect<B> {
     /// Starts collecting, or refuses at once when `Content-Length` (or the body's own size
     /// hint) already says the body is over the limit.
     ///
-    /// Must be called within a Tokio runtime (the deadline is a Tokio timer).
+    /// Must be polled within a Tokio runtime (the deadline is a Tokio timer).
     pub(crate) fn start(
         body: B,
         headers: &HeaderMap,
@@ -49,7 +54,9 @@ impl<B: Body> Collect<B> {
         }
         Ok(Self {
             body,
-            deadline: tokio::time::sleep(limits.get_timeout()),
+            deadline: None,
+            started: Instant::now(),
+            timeout: limits.get_timeout(),
             first: None,
             rest: BytesMut::new(),
             len: 0,
@@ -79,7 +86,17 @@ impl<B: Body> Future for Collect<B> {
             let frame = match this.body.as_mut().poll_frame(cx) {
                 Poll::Ready(frame) => frame,
                 Poll::Pending => {
-                    ready!(this.deadline.as_mut().poll(cx));
+                    if this.deadline.is_none() {
+                        let sleep = match this.started.checked_add(*this.timeout) {
+                            Some(at) => tokio::time::sleep_until(at),
+                            // Beyond the clock's range: Tokio clamps it to its far future.
+                            None => tokio::time::sleep(*this.timeout),
+                        };
+                        this.deadline.set(Some(sleep));
+                    }
+                    if let Some(deadline) = this.deadline.as_mut().as_pin_mut() {
+                        ready!(deadline.poll(cx));
+                    }
                     return Poll::Ready(Err(Rejection::BodyTimeout));
                 }
             };
