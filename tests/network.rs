@@ -95,16 +95,7 @@ async fn axum_connect_info_is_the_peer_address() {
             parse_cidrs("127.0.0.1").unwrap(),
         )))
         .layer(ResolveClientIpLayer::new());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = common::serve_with_peer("127.0.0.1", router).await;
     let reply = common::post(addr, "/ip", &http::HeaderMap::new(), "").await;
     assert_eq!(
         (reply.status, reply.body.as_str()),

@@ -20,7 +20,7 @@ mod timestamps;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use axum::routing::post;
+use axum::routing::{post, MethodRouter};
 use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -200,24 +200,25 @@ impl Sender {
     }
 }
 
-/// An axum app behind buffering and verification whose handler counts its calls and echoes
-/// the exact body it was given.
+/// A POST route behind buffering and verification whose handler adds one to `calls` and
+/// echoes the exact body it was given.
+pub fn verified_route(verifier: Verifier, calls: &Arc<AtomicUsize>) -> MethodRouter {
+    let counter = calls.clone();
+    post(move |body: Bytes| async move {
+        counter.fetch_add(1, Ordering::SeqCst);
+        body
+    })
+    .layer(
+        ServiceBuilder::new()
+            .layer(BufferBodyLayer::new())
+            .layer(VerifyLayer::new(verifier)),
+    )
+}
+
+/// An app with [`verified_route`] at `/hook`, and its call counter.
 pub fn verified_app(verifier: Verifier) -> (Router, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let router = Router::new()
-        .route(
-            "/hook",
-            post(move |body: Bytes| async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                body
-            }),
-        )
-        .layer(
-            ServiceBuilder::new()
-                .layer(BufferBodyLayer::new())
-                .layer(VerifyLayer::new(verifier)),
-        );
+    let router = Router::new().route("/hook", verified_route(verifier, &calls));
     (router, calls)
 }
 

@@ -4,18 +4,16 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use axum::routing::post;
 use axum::Router;
-use bytes::Bytes;
 use serde_json::Value;
-use tower::ServiceBuilder;
-use tower_webhook::buffer::BufferBodyLayer;
 use tower_webhook::clock::ManualClock;
-use tower_webhook::verify::VerifyLayer;
 use tower_webhook::Verifier;
 
 use super::common::{exchange, raw_post, serve};
-use super::{check, hmac, line, unhex, verified_app, verifier, Expect, Line, Sender, KEY, NOW};
+use super::{
+    check, hmac, line, unhex, verified_app, verified_route, verifier, Expect, Line, Sender, KEY,
+    NOW,
+};
 
 struct Vector {
     id: u64,
@@ -66,17 +64,8 @@ async fn wycheproof_through_every_senders_header_encoding() {
                 .clock(ManualClock::new(NOW))
                 .build()
                 .unwrap();
-            let counter = calls.clone();
-            let handler = post(move |body: Bytes| async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                body
-            })
-            .layer(
-                ServiceBuilder::new()
-                    .layer(BufferBodyLayer::new())
-                    .layer(VerifyLayer::new(verifier)),
-            );
-            router = router.route(&format!("/{}/{}", v.id, sender.name()), handler);
+            let route = verified_route(verifier, &calls);
+            router = router.route(&format!("/{}/{}", v.id, sender.name()), route);
         }
     }
     let addr = serve(router).await;
