@@ -272,26 +272,19 @@ impl<'a> Prefix<'a> {
     pub(crate) fn tag(&self, key: &Key, body: &[u8]) -> Tag {
         let mut mac = key.clone();
         let parts = &self.parts[..self.len];
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut joined = [0u8; 64];
-        let mut len = 0;
-        for part in parts {
-            match joined.get_mut(len..len + part.len()) {
-                Some(slot) => {
-                    slot.copy_from_slice(part);
-                    len += part.len();
-                }
-                None => {
-                    len = usize::MAX;
-                    break;
-                }
+        if total <= joined.len() {
+            let mut at = 0;
+            for part in parts {
+                joined[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
             }
-        }
-        if len == usize::MAX {
+            mac.update(&joined[..total]);
+        } else {
             for part in parts {
                 mac.update(part);
             }
-        } else {
-            mac.update(&joined[..len]);
         }
         mac.update(body);
         mac.finalize().into_bytes().into()
