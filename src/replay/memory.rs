@@ -1,7 +1,8 @@
 //! A bounded in-memory replay store for one process.
 
+use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,23 +10,26 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::siphash::sip128;
 use super::store::{Begin, ReplayStore, StoreError, StoreFuture, Token};
 
-/// Keys are kept as 128-bit keyed hashes (SipHash with per-store random keys), so an entry has
-/// a fixed size whatever the event id, and no one can choose ids that collide.
+/// Keys are kept as 128-bit keyed hashes (SipHash-1-3 with a per-store random key), so an entry
+/// has a fixed size whatever the event id, and no one can choose ids that collide.
 type KeyHash = u128;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    InFlight(Token),
-    Done,
+/// A key hash or a token as two halves: 8-byte aligned, so entries and records pack tightly.
+type Halves = [u64; 2];
+
+fn halves(value: u128) -> Halves {
+    [(value >> 64) as u64, value as u64]
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
-    state: State,
     /// Milliseconds since the store was created.
     expires: u64,
+    /// The token of the attempt holding the key in flight; `None` once done.
+    holder: Option<Halves>,
 }
 
 /// The map's keys are already keyed SipHash outputs that no one can steer: hashing them again
@@ -63,24 +67,68 @@ impl Hasher for PassThrough {
     }
 }
 
+/// When the entry of `key` expires, as it was set. An entry changed since (completed, released,
+/// set again) has another expiry, so its old records are skipped when they come due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Record {
+    expires: u64,
+    key: Halves,
+}
+
+impl Record {
+    fn key(&self) -> KeyHash {
+        u128::from(self.key[0]) << 64 | u128::from(self.key[1])
+    }
+}
+
+/// How many TTLs get a queue of their own; the replay layer uses two (lease and done).
+const QUEUES: usize = 4;
+
+/// Expiry records of one TTL, oldest first.
+#[derive(Debug)]
+struct Queue {
+    ttl: u64,
+    records: VecDeque<Record>,
+}
+
 #[derive(Debug, Default)]
 struct Shard {
     entries: HashMap<KeyHash, Entry, PreHashed>,
-    /// `(expires, key)` of every entry, oldest first.
-    expiry: BTreeSet<(u64, KeyHash)>,
+    /// One queue per TTL: every record of a queue expires `ttl` after it was written, so
+    /// appending keeps it in expiry order and reclaiming reads only its front. Both are O(1).
+    queues: Vec<Queue>,
+    /// Records of TTLs beyond the first [`QUEUES`], earliest first.
+    others: BinaryHeap<Reverse<Record>>,
 }
 
 impl Shard {
-    /// Removes up to `max` entries that have expired by `now`.
+    /// Removes up to `max` records that have come due by `now`, with their entries.
     fn reclaim(&mut self, now: u64, max: usize) {
         for _ in 0..max {
-            match self.expiry.first() {
-                Some(&(expires, key)) if expires <= now => {
-                    self.expiry.pop_first();
-                    self.entries.remove(&key);
-                }
-                _ => break,
+            let Some(record) = self.pop_due(now) else {
+                break;
+            };
+            if self.entries.get(&record.key()).map(|e| e.expires) == Some(record.expires) {
+                self.entries.remove(&record.key());
             }
+        }
+    }
+
+    fn pop_due(&mut self, now: u64) -> Option<Record> {
+        for queue in &mut self.queues {
+            if queue.records.front().is_some_and(|r| r.expires <= now) {
+                let record = queue.records.pop_front();
+                // Give memory back after a burst, without reallocating at every pop.
+                let (len, capacity) = (queue.records.len(), queue.records.capacity());
+                if capacity > 1024 && len < capacity / 4 {
+                    queue.records.shrink_to(len * 2);
+                }
+                return record;
+            }
+        }
+        match self.others.peek() {
+            Some(Reverse(r)) if r.expires <= now => self.others.pop().map(|Reverse(r)| r),
+            _ => None,
         }
     }
 
@@ -88,17 +136,29 @@ impl Shard {
         self.entries.get(&key).copied().filter(|e| e.expires > now)
     }
 
-    fn set(&mut self, key: KeyHash, entry: Entry) {
-        if let Some(old) = self.entries.insert(key, entry) {
-            self.expiry.remove(&(old.expires, key));
+    /// Sets the entry of `key` to expire `ttl` milliseconds after `now`.
+    fn set(&mut self, key: KeyHash, holder: Option<Halves>, ttl: u64, now: u64) {
+        let mut expires = now.saturating_add(ttl);
+        let record = |expires| Record {
+            expires,
+            key: halves(key),
+        };
+        if let Some(queue) = self.queues.iter_mut().find(|q| q.ttl == ttl) {
+            // Callers on other threads may read the clock in another order than they take the
+            // lock: never let a record expire before the one in front of it.
+            if let Some(last) = queue.records.back() {
+                expires = expires.max(last.expires);
+            }
+            queue.records.push_back(record(expires));
+        } else if self.queues.len() < QUEUES {
+            self.queues.push(Queue {
+                ttl,
+                records: VecDeque::from([record(expires)]),
+            });
+        } else {
+            self.others.push(Reverse(record(expires)));
         }
-        self.expiry.insert((entry.expires, key));
-    }
-
-    fn remove(&mut self, key: KeyHash) {
-        if let Some(old) = self.entries.remove(&key) {
-            self.expiry.remove(&(old.expires, key));
-        }
+        self.entries.insert(key, Entry { expires, holder });
     }
 }
 
@@ -128,8 +188,8 @@ struct Inner {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
     max_entries: usize,
-    hash_a: RandomState,
-    hash_b: RandomState,
+    /// SipHash key of this store, random.
+    sip_key: [u64; 2],
     start: Instant,
 }
 
@@ -148,8 +208,10 @@ impl MemoryStore {
                 shards: (0..shards).map(|_| Mutex::default()).collect(),
                 per_shard: max_entries.div_ceil(shards),
                 max_entries,
-                hash_a: RandomState::new(),
-                hash_b: RandomState::new(),
+                sip_key: [
+                    RandomState::new().hash_one(0u8),
+                    RandomState::new().hash_one(1u8),
+                ],
                 start: Instant::now(),
             }),
         }
@@ -179,8 +241,7 @@ impl MemoryStore {
 
     fn locate(&self, key: &str) -> (MutexGuard<'_, Shard>, KeyHash, u64) {
         let inner = &*self.inner;
-        let hash =
-            u128::from(inner.hash_a.hash_one(key)) << 64 | u128::from(inner.hash_b.hash_one(key));
+        let hash = sip128::<1, 3>(inner.sip_key, key.as_bytes());
         let shard = &inner.shards[(hash as usize) % inner.shards.len()];
         let now = millis(inner.start.elapsed());
         (lock(shard), hash, now)
@@ -211,12 +272,9 @@ impl ReplayStore for MemoryStore {
         // A little reclaiming on every call keeps pace with expiry without a task.
         shard.reclaim(now, 4);
         let answer = match shard.live(hash, now) {
+            Some(Entry { holder: None, .. }) => Ok(Begin::Done),
             Some(Entry {
-                state: State::Done, ..
-            }) => Ok(Begin::Done),
-            Some(Entry {
-                state: State::InFlight(_),
-                ..
+                holder: Some(_), ..
             }) => Ok(Begin::InFlight),
             None => {
                 if shard.entries.len() >= self.inner.per_shard {
@@ -227,14 +285,7 @@ impl ReplayStore for MemoryStore {
                 if !replacing && shard.entries.len() >= self.inner.per_shard {
                     Err(StoreError::Full)
                 } else {
-                    let expires = now.saturating_add(millis(lease));
-                    shard.set(
-                        hash,
-                        Entry {
-                            state: State::InFlight(token),
-                            expires,
-                        },
-                    );
+                    shard.set(hash, Some(halves(token.0)), millis(lease), now);
                     Ok(Begin::Started)
                 }
             }
@@ -244,24 +295,19 @@ impl ReplayStore for MemoryStore {
 
     fn complete(&self, key: &str, token: Token, ttl: Duration) -> StoreFuture<bool> {
         let (mut shard, hash, now) = self.locate(key);
-        let held = shard.live(hash, now).map(|e| e.state) == Some(State::InFlight(token));
+        let held = shard.live(hash, now).and_then(|e| e.holder) == Some(halves(token.0));
         if held {
-            shard.set(
-                hash,
-                Entry {
-                    state: State::Done,
-                    expires: now.saturating_add(millis(ttl)),
-                },
-            );
+            shard.set(hash, None, millis(ttl), now);
         }
         StoreFuture::ready(Ok(held))
     }
 
     fn release(&self, key: &str, token: Token) -> StoreFuture<bool> {
         let (mut shard, hash, now) = self.locate(key);
-        let held = shard.live(hash, now).map(|e| e.state) == Some(State::InFlight(token));
+        let held = shard.live(hash, now).and_then(|e| e.holder) == Some(halves(token.0));
         if held {
-            shard.remove(hash);
+            // Its expiry records are skipped when they come due.
+            shard.entries.remove(&hash);
         }
         StoreFuture::ready(Ok(held))
     }
@@ -317,6 +363,71 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_changed_entry_outlives_its_old_expiry_records() {
+        let store = MemoryStore::new(10);
+        // Released, then taken again later: the first lease's record must not end the second.
+        store.begin("k", Token(1), LEASE).await.unwrap();
+        store.release("k", Token(1)).await.unwrap();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        store.begin("k", Token(2), LEASE).await.unwrap();
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(store.begin("k", Token(3), LEASE).await, Ok(Begin::InFlight));
+        // Done: the lease record comes due long before the TTL and is skipped.
+        store.complete("k", Token(2), TTL).await.unwrap();
+        tokio::time::advance(LEASE * 2).await;
+        assert_eq!(store.begin("k", Token(4), LEASE).await, Ok(Begin::Done));
+        assert_eq!(store.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn any_number_of_ttls_expire_in_time() {
+        let store = MemoryStore::new(100);
+        // More TTLs than queues: the rest go to the heap, in any order.
+        for i in (1..=10u64).rev() {
+            let key = format!("k{i}");
+            store.begin(&key, Token(1), LEASE).await.unwrap();
+            store
+                .complete(&key, Token(1), Duration::from_secs(100 * i))
+                .await
+                .unwrap();
+        }
+        for i in 1..=10u64 {
+            tokio::time::advance(Duration::from_secs(100)).await;
+            // Reclaiming happens on `begin`: one per step is plenty.
+            store.begin("probe", Token(9), LEASE).await.unwrap();
+            store.release("probe", Token(9)).await.unwrap();
+            for j in 1..=10u64 {
+                let want = if j > i { Begin::Done } else { Begin::Started };
+                let key = format!("k{j}");
+                assert_eq!(store.begin(&key, Token(2), LEASE).await, Ok(want), "{key}");
+                if want == Begin::Started {
+                    store.release(&key, Token(2)).await.unwrap();
+                }
+            }
+        }
+        tokio::time::advance(LEASE).await;
+        store.begin("last", Token(9), LEASE).await.unwrap();
+        let shard = lock(&store.inner.shards[0]);
+        assert_eq!(shard.entries.len(), 1, "everything else reclaimed");
+        assert!(shard.others.is_empty());
+    }
+
+    #[test]
+    fn records_of_one_ttl_stay_in_expiry_order() {
+        let mut shard = Shard::default();
+        // A caller that read the clock earlier but took the lock later.
+        shard.set(1, None, 1000, 500);
+        shard.set(2, None, 1000, 400);
+        let records: Vec<_> = shard.queues[0].records.iter().map(|r| r.expires).collect();
+        assert_eq!(records, [1500, 1500]);
+        assert_eq!(shard.entries[&2].expires, 1500, "entry and record agree");
+        shard.reclaim(1499, usize::MAX);
+        assert_eq!(shard.entries.len(), 2);
+        shard.reclaim(1500, usize::MAX);
+        assert!(shard.entries.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn full_of_live_entries_refuses_and_forgets_nothing() {
         let store = MemoryStore::new(3);
         for (i, k) in ["a", "b", "c"].into_iter().enumerate() {
@@ -331,11 +442,14 @@ mod tests {
             assert_eq!(store.begin(k, Token(9), LEASE).await, Ok(Begin::Done));
         }
         tokio::time::advance(TTL).await;
-        assert_eq!(store.begin("d", Token(9), LEASE).await, Ok(Begin::Started));
+        // Expired entries make room as it is needed.
+        for k in ["d", "e", "f"] {
+            assert_eq!(store.begin(k, Token(9), LEASE).await, Ok(Begin::Started));
+        }
+        assert_eq!(store.len(), 3);
         assert_eq!(
-            store.len(),
-            1,
-            "expired entries reclaimed when room was needed"
+            store.begin("g", Token(9), LEASE).await,
+            Err(StoreError::Full)
         );
     }
 

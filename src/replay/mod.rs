@@ -77,6 +77,7 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;
+mod siphash;
 mod store;
 
 pub use memory::MemoryStore;

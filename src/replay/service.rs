@@ -2,6 +2,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::mem::take;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -237,9 +238,27 @@ where
             return ResponseFuture::answer(rejection, Guard::disarmed(config));
         };
         let body = req.extensions().get::<RawBody>().map(|b| &b[..]);
-        let key: Arc<str> = dedup_key(&config.namespace, verified, config.id_in_body, body).into();
+        let key = dedup_key(&config.namespace, verified, config.id_in_body, body);
         let token = config.token();
-        let begin = config.store.begin(&key, token, config.lease);
+        let mut begin = config.store.begin(&key, token, config.lease);
+        // Armed from the start: if this future is dropped while `begin` is under way, the mark
+        // it may have taken is released (a release with a token that holds nothing does
+        // nothing).
+        let mut guard = Guard {
+            config: config.clone(),
+            key,
+            token,
+            armed: true,
+            settling: None,
+        };
+        // A store that answered at once (the memory store) lets the ready inner service be
+        // called right here, with no request to hold and no clone of the service.
+        if let Some(begun) = begin.take_ready() {
+            return ResponseFuture {
+                state: after_begin(begun, req, &mut self.inner, &mut guard),
+                guard,
+            };
+        }
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture {
@@ -248,16 +267,7 @@ where
                 req: Some(req),
                 inner: Some(inner),
             },
-            // Armed from the start: if this future is dropped while `begin` is under way, the
-            // mark it may have taken is released (a release with a token that holds nothing
-            // does nothing).
-            guard: Guard {
-                config: config.clone(),
-                key,
-                token,
-                armed: true,
-                settling: None,
-            },
+            guard,
         }
     }
 }
@@ -268,7 +278,7 @@ where
 /// the runtime instead of dropping it half-way.
 struct Guard {
     config: Arc<Config>,
-    key: Arc<str>,
+    key: Box<str>,
     token: Token,
     /// The handler may be running: release on drop.
     armed: bool,
@@ -281,10 +291,30 @@ impl Guard {
     fn disarmed(config: &Arc<Config>) -> Self {
         Self {
             config: config.clone(),
-            key: Arc::from(""),
+            key: Box::default(),
             token: Token(0),
             armed: false,
             settling: None,
+        }
+    }
+
+    /// Logs how the `complete` (`done`) or `release` went, and keeps retrying it in the
+    /// background if the store could not be reached.
+    fn settled(&self, settled: Result<bool, StoreError>, done: bool) {
+        let doing = settle_name(done);
+        match settled {
+            Ok(true) => {}
+            // The lease ran out while the handler worked: another attempt may have started
+            // meanwhile. Nothing to undo, but worth knowing.
+            Ok(false) => log_store_error(
+                &StoreError::unavailable("in-flight lease expired before the handler finished"),
+                &self.key,
+                doing,
+            ),
+            Err(error) => {
+                log_store_error(&error, &self.key, doing);
+                settle_later(self.config.clone(), self.key.clone(), self.token, done);
+            }
         }
     }
 }
@@ -298,7 +328,7 @@ impl Drop for Guard {
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                let (config, key, token) = (self.config.clone(), self.key.clone(), self.token);
+                let (config, key, token) = (self.config.clone(), take(&mut self.key), self.token);
                 runtime.spawn(async move {
                     if let Err(error) = pending.await {
                         log_store_error(&error, &key, settle_name(done));
@@ -326,7 +356,7 @@ fn settle_name(done: bool) -> &'static str {
 /// in flight for the whole lease: a failed release blocks the sender's retries that long, and a
 /// failed done-mark lets a later replay through once the lease ends. The token still guards
 /// each attempt.
-fn settle_later(config: Arc<Config>, key: Arc<str>, token: Token, done: bool) {
+fn settle_later(config: Arc<Config>, key: Box<str>, token: Token, done: bool) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -406,6 +436,60 @@ impl<B, S: Service<Request<B>>> ResponseFuture<B, S> {
     }
 }
 
+/// What follows `begin`'s answer: the inner service called with `req`, or a refusal.
+fn after_begin<B, S: Service<Request<B>>>(
+    begun: Result<Begin, StoreError>,
+    req: Request<B>,
+    inner: &mut S,
+    guard: &mut Guard,
+) -> State<B, S> {
+    let config = &*guard.config;
+    let refuse = |rejection: Rejection| {
+        rejection.log(Some(&guard.key), None);
+        State::Answer {
+            rejection: Some(rejection),
+        }
+    };
+    match begun {
+        Ok(Begin::Started) => State::Calling {
+            future: inner.call(req),
+        },
+        Ok(Begin::Done) => {
+            guard.armed = false;
+            refuse(Rejection::Duplicate)
+        }
+        Ok(Begin::InFlight) => {
+            guard.armed = false;
+            refuse(Rejection::InFlight {
+                retry_after: config.retry_after,
+            })
+        }
+        Err(error) if config.fail_open && error != StoreError::Full => {
+            guard.armed = false;
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                target: "tower_webhook", %error, key = &*guard.key,
+                "replay store failed; failing open: handling without deduplication"
+            );
+            State::Calling {
+                future: inner.call(req),
+            }
+        }
+        Err(error) => {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                target: "tower_webhook", %error, key = &*guard.key,
+                "replay store failed; failing closed: 503"
+            );
+            #[cfg(not(feature = "tracing"))]
+            let _ = error;
+            refuse(Rejection::StoreUnavailable {
+                retry_after: config.retry_after,
+            })
+        }
+    }
+}
+
 impl<B, S, ResBody> Future for ResponseFuture<B, S>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
@@ -423,50 +507,7 @@ where
                     let (Some(req), Some(mut inner)) = (req.take(), inner.take()) else {
                         panic!("ResponseFuture polled after completion");
                     };
-                    let refuse = |rejection: Rejection| {
-                        rejection.log(Some(&guard.key), None);
-                        State::Answer {
-                            rejection: Some(rejection),
-                        }
-                    };
-                    let next = match begun {
-                        Ok(Begin::Started) => State::Calling {
-                            future: inner.call(req),
-                        },
-                        Ok(Begin::Done) => {
-                            guard.armed = false;
-                            refuse(Rejection::Duplicate)
-                        }
-                        Ok(Begin::InFlight) => {
-                            guard.armed = false;
-                            refuse(Rejection::InFlight {
-                                retry_after: config.retry_after,
-                            })
-                        }
-                        Err(error) if config.fail_open && error != StoreError::Full => {
-                            guard.armed = false;
-                            #[cfg(feature = "tracing")]
-                            tracing::warn!(
-                                target: "tower_webhook", %error, key = &*guard.key,
-                                "replay store failed; failing open: handling without deduplication"
-                            );
-                            State::Calling {
-                                future: inner.call(req),
-                            }
-                        }
-                        Err(error) => {
-                            #[cfg(feature = "tracing")]
-                            tracing::warn!(
-                                target: "tower_webhook", %error, key = &*guard.key,
-                                "replay store failed; failing closed: 503"
-                            );
-                            #[cfg(not(feature = "tracing"))]
-                            let _ = error;
-                            refuse(Rejection::StoreUnavailable {
-                                retry_after: config.retry_after,
-                            })
-                        }
-                    };
+                    let next = after_begin(begun, req, &mut inner, guard);
                     this.state.set(next);
                 }
                 StateProj::Calling { future } => {
@@ -476,14 +517,19 @@ where
                         return Poll::Ready(outcome.map(|r| r.map(ResponseBody::new)));
                     }
                     let handled = matches!(&outcome, Ok(r) if r.status().is_success());
-                    let finish = if handled {
+                    let mut finish = if handled {
                         config.store.complete(&guard.key, guard.token, config.ttl)
                     } else {
                         config.store.release(&guard.key, guard.token)
                     };
-                    // From here the mark is settled by `finish`, kept in the guard so that it
-                    // completes even if this future is dropped.
+                    // From here the mark is settled by `finish`. An in-memory store answers at
+                    // once; otherwise `finish` is kept in the guard, so that it completes even
+                    // if this future is dropped.
                     guard.armed = false;
+                    if let Poll::Ready(settled) = Pin::new(&mut finish).poll(cx) {
+                        guard.settled(settled, handled);
+                        return Poll::Ready(outcome.map(|r| r.map(ResponseBody::new)));
+                    }
                     guard.settling = Some((finish, handled));
                     this.state.set(State::Finishing {
                         outcome: Some(outcome),
@@ -497,31 +543,10 @@ where
                     let done = *done;
                     let settled = ready!(Pin::new(finish).poll(cx));
                     guard.settling = None;
+                    guard.settled(settled, done);
                     let outcome = outcome
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let doing = settle_name(done);
-                    match settled {
-                        Ok(true) => {}
-                        // The lease ran out while the handler worked: another attempt may have
-                        // started meanwhile. Nothing to undo, but worth knowing.
-                        Ok(false) => log_store_error(
-                            &StoreError::unavailable(
-                                "in-flight lease expired before the handler finished",
-                            ),
-                            &guard.key,
-                            doing,
-                        ),
-                        Err(error) => {
-                            log_store_error(&error, &guard.key, doing);
-                            settle_later(
-                                guard.config.clone(),
-                                guard.key.clone(),
-                                guard.token,
-                                done,
-                            );
-                        }
-                    }
                     return Poll::Ready(outcome.map(|r| r.map(ResponseBody::new)));
                 }
                 StateProj::Answer { rejection } => {

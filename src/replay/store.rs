@@ -101,6 +101,16 @@ impl<T> StoreFuture<T> {
     }
 }
 
+impl<T> StoreFuture<T> {
+    /// The answer, if it was known at once and not taken yet.
+    pub(crate) fn take_ready(&mut self) -> Option<Result<T, StoreError>> {
+        match &mut self.inner {
+            Inner::Ready(result) => result.take(),
+            Inner::Boxed(_) => None,
+        }
+    }
+}
+
 // The result is only moved out, never pinned; the boxed future is pinned in its box.
 impl<T> Unpin for StoreFuture<T> {}
 

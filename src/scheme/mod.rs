@@ -41,7 +41,7 @@ use sha2::Sha256;
 
 pub use custom::{CustomBuilder, SecretEncoding, SignedContent, TimestampUnit};
 pub use parse::Encoding;
-pub(crate) use parse::{encode_hex, Tag};
+pub(crate) use parse::{push_hex, Tag};
 pub use signer::{SignError, Signer};
 
 use crate::Rejection;
