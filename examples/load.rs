@@ -1,6 +1,7 @@
 //! A small load generator for the end-to-end benchmark (`benches/e2e.sh`): keep-alive
-//! connections to 127.0.0.1, every request a fresh signed delivery (a unique event id, so the
-//! replay layer takes its full path), for a bounded time.
+//! connections to 127.0.0.1, every request a fresh signed delivery (an event id unique to this
+//! run, so the replay layer takes its full path even against a server that saw earlier runs),
+//! for a bounded time.
 //!
 //! ```sh
 //! cargo run --release --example load -- http://127.0.0.1:3000/webhook 10 32 1024
@@ -8,7 +9,9 @@
 //! ```
 //!
 //! Signs with `WEBHOOK_SECRET` (default: the demo's development secret) as Standard Webhooks.
-//! Prints one line: `requests=<n> rps=<n> p50_us=<n> p90_us=<n> p99_us=<n> p999_us=<n> non_2xx=<n>`.
+//! Prints one line: `requests=<n> rps=<n> p50_us=<n> p90_us=<n> p99_us=<n> p999_us=<n> non_2xx=<n>
+//! duplicates=<n>`, where `duplicates` counts answers the replay layer gave as duplicates
+//! (200 `{"status":"duplicate"}`): a run that measures the full path has none.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -53,14 +56,21 @@ async fn main() {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let counter = Arc::new(AtomicU64::new(0));
     let non_2xx = Arc::new(AtomicU64::new(0));
+    let duplicates = Arc::new(AtomicU64::new(0));
+    // Ids of this run never repeat those of an earlier run against the same server.
+    let run = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let started = Instant::now();
     let workers: Vec<_> = (0..conns)
         .map(|_| {
-            let (signer, body, counter, non_2xx) = (
+            let (signer, body, counter, non_2xx, duplicates) = (
                 signer.clone(),
                 body.clone(),
                 counter.clone(),
                 non_2xx.clone(),
+                duplicates.clone(),
             );
             let (authority, path) = (authority.clone(), url.path().to_owned());
             tokio::spawn(async move {
@@ -85,14 +95,17 @@ async fn main() {
                         .body(Full::new(body.clone()))
                         .unwrap();
                     *req.headers_mut() = signer
-                        .sign(&format!("evt_load_{n:012}"), now, &body)
+                        .sign(&format!("evt_load_{run:x}_{n:012}"), now, &body)
                         .unwrap();
                     req.headers_mut()
                         .insert(http::header::HOST, authority.parse().unwrap());
                     let sent = Instant::now();
                     let res = sender.send_request(req).await.expect("request");
                     let ok = res.status().is_success();
-                    res.into_body().collect().await.expect("body");
+                    let answer = res.into_body().collect().await.expect("body").to_bytes();
+                    if answer.as_ref() == br#"{"status":"duplicate"}"# {
+                        duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
                     latencies.push(sent.elapsed().as_micros() as u32);
                     if !ok {
                         non_2xx.fetch_add(1, Ordering::Relaxed);
@@ -114,13 +127,14 @@ async fn main() {
             .unwrap_or(0)
     };
     println!(
-        "requests={} rps={:.0} p50_us={} p90_us={} p99_us={} p999_us={} non_2xx={}",
+        "requests={} rps={:.0} p50_us={} p90_us={} p99_us={} p999_us={} non_2xx={} duplicates={}",
         all.len(),
         all.len() as f64 / elapsed,
         pct(0.50),
         pct(0.90),
         pct(0.99),
         pct(0.999),
-        non_2xx.load(Ordering::Relaxed)
+        non_2xx.load(Ordering::Relaxed),
+        duplicates.load(Ordering::Relaxed)
     );
 }
