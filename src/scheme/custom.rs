@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::parse::{event_id, hex_digit, optional, required, Encoding, Tags};
+use super::parse::{event_id, hex_digit, present, scan, Encoding, Tags};
 use super::senders::timestamp;
 use super::{id_value, Key, Kind, Prefix, Scheme, SignError, Signed};
 use crate::{ConfigError, Rejection};
@@ -242,8 +242,19 @@ impl Custom {
         }
     }
 
-    pub(super) fn parse<'h>(&'h self, headers: &'h HeaderMap) -> Result<Signed<'h>, Rejection> {
-        let sig = required(headers, &[&self.signature])?;
+    pub(super) fn parse<'h>(
+        &'h self,
+        headers: &'h HeaderMap,
+        tags: &mut Tags,
+    ) -> Result<Signed<'h>, Rejection> {
+        let sig_name = [&self.signature];
+        let ts_name = self.timestamp.as_ref().map(|(name, _)| name);
+        let ts_name = ts_name.as_slice();
+        let id_name = self.id.as_ref();
+        let id_name = id_name.as_slice();
+        let [sig, ts, id] = scan(headers, [&sig_name, ts_name, id_name])?;
+
+        let sig = present(sig, &sig_name)?;
         if sig.text.is_empty() {
             return Err(Rejection::malformed(sig.name, "empty signature"));
         }
@@ -251,15 +262,11 @@ impl Custom {
             .text
             .strip_prefix(self.prefix.as_str())
             .ok_or(Rejection::NoSupportedSignature)?;
-        let mut tags = Tags::new();
-        let tag = self.encoding.decode(encoded).ok_or_else(|| {
-            Rejection::malformed(sig.name, "signature is not a full-length HMAC-SHA256 tag")
-        })?;
-        tags.push(tag, sig.name)?;
+        tags.push(self.encoding, encoded, sig.name)?;
 
         let (ts_text, timestamp) = match &self.timestamp {
-            Some((name, unit)) => {
-                let found = required(headers, &[name])?;
+            Some((_, unit)) => {
+                let found = present(ts, ts_name)?;
                 let value = timestamp(found)?;
                 let secs = match unit {
                     TimestampUnit::Seconds => value,
@@ -269,16 +276,13 @@ impl Custom {
             }
             None => ("", None),
         };
-        let id = match &self.id {
-            Some(name) if self.content == SignedContent::IdTimestampBody => {
-                Some(event_id(required(headers, &[name])?)?)
-            }
-            Some(name) => optional(headers, &[name])?.map(event_id).transpose()?,
-            None => None,
+        let id = if self.content == SignedContent::IdTimestampBody && self.id.is_some() {
+            Some(event_id(present(id, id_name)?)?)
+        } else {
+            id.map(event_id).transpose()?
         };
         Ok(Signed {
             prefix: self.prefix(id.map_or("", |f| f.text), ts_text),
-            tags,
             timestamp,
             id: id.map(|f| f.value),
             id_signed: self.content == SignedContent::IdTimestampBody,

@@ -35,13 +35,15 @@ mod signer;
 
 use std::sync::Arc;
 
+use hmac::digest::generic_array::GenericArray;
+use hmac::digest::FixedOutput;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 
 pub use custom::{CustomBuilder, SecretEncoding, SignedContent, TimestampUnit};
 pub use parse::Encoding;
-pub(crate) use parse::{push_hex, Tag};
+pub(crate) use parse::{push_hex, Tag, Tags};
 pub use signer::{SignError, Signer};
 
 use crate::Rejection;
@@ -185,18 +187,23 @@ impl Scheme {
         }
     }
 
-    /// Reads the signature headers of a request.
-    pub(crate) fn parse<'s, 'h>(&'s self, headers: &'h HeaderMap) -> Result<Signed<'h>, Rejection>
+    /// Reads the signature headers of a request; the candidate tags are decoded into `tags`,
+    /// which the caller owns (so 256 bytes of tags are never moved).
+    pub(crate) fn parse<'s, 'h>(
+        &'s self,
+        headers: &'h HeaderMap,
+        tags: &mut Tags,
+    ) -> Result<Signed<'h>, Rejection>
     where
         's: 'h,
     {
         match &self.kind {
-            Kind::StandardWebhooks => senders::standard_webhooks(headers),
-            Kind::Stripe => senders::stripe(headers),
-            Kind::GitHub => senders::github(headers),
-            Kind::Slack => senders::slack(headers),
-            Kind::Shopify => senders::shopify(headers),
-            Kind::Custom(c) => c.parse(headers),
+            Kind::StandardWebhooks => senders::standard_webhooks(headers, tags),
+            Kind::Stripe => senders::stripe(headers, tags),
+            Kind::GitHub => senders::github(headers, tags),
+            Kind::Slack => senders::slack(headers, tags),
+            Kind::Shopify => senders::shopify(headers, tags),
+            Kind::Custom(c) => c.parse(headers, tags),
         }
     }
 
@@ -236,12 +243,11 @@ impl Scheme {
     }
 }
 
-/// What a request's headers say was signed, and the signatures to check.
+/// What a request's headers say was signed (the signatures to check go to [`Tags`]).
 #[derive(Debug)]
 pub(crate) struct Signed<'h> {
     /// The pieces signed before the body, in order.
     pub(crate) prefix: Prefix<'h>,
-    pub(crate) tags: parse::Tags,
     /// The signed timestamp, Unix seconds.
     pub(crate) timestamp: Option<u64>,
     pub(crate) id: Option<&'h HeaderValue>,
@@ -287,7 +293,9 @@ impl<'a> Prefix<'a> {
             }
         }
         mac.update(body);
-        mac.finalize().into_bytes().into()
+        let mut tag = Tag::default();
+        FixedOutput::finalize_into(mac, GenericArray::from_mut_slice(&mut tag));
+        tag
     }
 }
 

@@ -35,12 +35,24 @@ impl Tags {
         }
     }
 
-    pub(crate) fn push(&mut self, tag: Tag, header: &HeaderName) -> Result<(), Rejection> {
+    /// Decodes `text` as one more candidate tag, straight into its slot (a tag is never moved
+    /// after it is decoded).
+    pub(crate) fn push(
+        &mut self,
+        encoding: Encoding,
+        text: &str,
+        header: &HeaderName,
+    ) -> Result<(), Rejection> {
         let slot = self
             .tags
             .get_mut(self.len)
             .ok_or_else(|| Rejection::malformed(header, "too many signatures"))?;
-        *slot = tag;
+        if !encoding.decode_into(text, slot) {
+            return Err(Rejection::malformed(
+                header,
+                "signature is not a full-length HMAC-SHA256 tag",
+            ));
+        }
         self.len += 1;
         Ok(())
     }
@@ -178,10 +190,17 @@ pub enum Encoding {
 impl Encoding {
     /// Decodes exactly one full-length tag; anything else (wrong length, bad digit, non-canonical
     /// base64) is `None`.
+    #[cfg(test)]
     pub(crate) fn decode(self, text: &str) -> Option<Tag> {
+        let mut tag = [0; TAG_LEN];
+        self.decode_into(text, &mut tag).then_some(tag)
+    }
+
+    /// [`decode`](Self::decode) into `out`, which holds garbage when this returns `false`.
+    pub(crate) fn decode_into(self, text: &str, out: &mut Tag) -> bool {
         match self {
-            Self::Hex => decode_hex(text),
-            Self::Base64 => decode_base64(text),
+            Self::Hex => decode_hex(text.as_bytes(), out),
+            Self::Base64 => decode_base64(text.as_bytes(), out),
         }
     }
 
@@ -193,25 +212,47 @@ impl Encoding {
     }
 }
 
-fn decode_hex(text: &str) -> Option<Tag> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 2 * TAG_LEN {
-        return None;
+/// Marks a byte that is not a digit of the table's alphabet. Every digit value is below 64, so
+/// OR-ing the values of a whole input and testing the top bits checks every digit at once,
+/// without a branch per digit.
+const NOT_A_DIGIT: u8 = 0xff;
+
+/// Digit values indexed by byte: `NOT_A_DIGIT` outside the alphabet.
+const fn digit_table(alphabet: &[u8], lower_too: bool) -> [u8; 256] {
+    let mut table = [NOT_A_DIGIT; 256];
+    let mut i = 0;
+    while i < alphabet.len() {
+        table[alphabet[i] as usize] = i as u8;
+        if lower_too {
+            table[alphabet[i].to_ascii_lowercase() as usize] = i as u8;
+        }
+        i += 1;
     }
-    let mut tag = [0u8; TAG_LEN];
-    for (out, pair) in tag.iter_mut().zip(bytes.chunks_exact(2)) {
-        *out = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    table
+}
+
+static HEX: [u8; 256] = digit_table(b"0123456789ABCDEF", true);
+static BASE64: [u8; 256] = digit_table(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    false,
+);
+
+fn decode_hex(text: &[u8], out: &mut Tag) -> bool {
+    if text.len() != 2 * TAG_LEN {
+        return false;
     }
-    Some(tag)
+    let mut seen = 0;
+    for (out, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let (hi, lo) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        seen |= hi | lo;
+        *out = (hi << 4) | (lo & 0xf);
+    }
+    seen < 16
 }
 
 pub(crate) fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    let value = HEX[usize::from(b)];
+    (value != NOT_A_DIGIT).then_some(value)
 }
 
 pub(crate) fn encode_hex(bytes: &[u8]) -> String {
@@ -229,18 +270,32 @@ pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
-fn decode_base64(text: &str) -> Option<Tag> {
-    // 32 bytes are 44 characters with padding; checking first keeps the decoder's work fixed.
-    if text.len() != 44 {
-        return None;
+/// Standard base64 with padding, canonical, of exactly 32 bytes: ten groups of four digits
+/// (30 bytes), then three digits and one `=` (2 bytes, and 2 bits that must be zero). That is
+/// the only text the `base64` crate's `STANDARD` engine decodes to 32 bytes; a unit test checks
+/// the two agree.
+fn decode_base64(text: &[u8], out: &mut Tag) -> bool {
+    let Ok(text) = <&[u8; 44]>::try_from(text) else {
+        return false;
+    };
+    let digit = |b: u8| u32::from(BASE64[usize::from(b)]);
+    let mut seen = 0;
+    for (group, out) in text[..40].chunks_exact(4).zip(out.chunks_exact_mut(3)) {
+        let (a, b, c, d) = (
+            digit(group[0]),
+            digit(group[1]),
+            digit(group[2]),
+            digit(group[3]),
+        );
+        seen |= a | b | c | d;
+        let n = (a << 18) | (b << 12) | (c << 6) | d;
+        out.copy_from_slice(&n.to_be_bytes()[1..]);
     }
-    let mut buf = [0u8; 36];
-    let n = STANDARD.decode_slice(text, &mut buf).ok()?;
-    (n == TAG_LEN).then(|| {
-        let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&buf[..TAG_LEN]);
-        tag
-    })
+    let (a, b, c) = (digit(text[40]), digit(text[41]), digit(text[42]));
+    seen |= a | b | c;
+    let n = (a << 12) | (b << 6) | c;
+    out[30..].copy_from_slice(&((n >> 2) as u16).to_be_bytes());
+    seen < 64 && n & 0b11 == 0 && text[43] == b'='
 }
 
 #[cfg(test)]
@@ -326,6 +381,55 @@ mod tests {
                     .filter(|t| t.len() == 32)
                     .map(|t| <[u8; 32]>::try_from(t).unwrap());
                 assert_eq!(Encoding::Base64.decode(text), theirs, "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn base64_agrees_with_the_base64_crate_on_every_one_byte_change() {
+        // Every position of a valid tag's text replaced by every byte value: 44 x 256 inputs,
+        // among them the padding position, non-canonical final digits and non-ASCII bytes.
+        let text = STANDARD.encode((0..32u8).map(|i| i.wrapping_mul(37)).collect::<Vec<_>>());
+        for at in 0..text.len() {
+            for byte in 0..=u8::MAX {
+                let mut mangled = text.clone().into_bytes();
+                mangled[at] = byte;
+                let mut ours = [0; TAG_LEN];
+                let accepted = decode_base64(&mangled, &mut ours);
+                let theirs = STANDARD
+                    .decode(&mangled)
+                    .ok()
+                    .filter(|t| t.len() == TAG_LEN);
+                assert_eq!(
+                    accepted.then_some(&ours[..]),
+                    theirs.as_deref(),
+                    "{at} {byte}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hex_agrees_with_a_digit_by_digit_decoder_on_every_one_byte_change() {
+        let text = encode_hex(&[0x5a; TAG_LEN]).to_uppercase();
+        for at in 0..text.len() {
+            for byte in 0..=u8::MAX {
+                let mut mangled = text.clone().into_bytes();
+                mangled[at] = byte;
+                let reference: Option<Vec<u8>> = mangled
+                    .chunks_exact(2)
+                    .map(|pair| {
+                        let digit = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+                        Some(digit(pair[0])? << 4 | digit(pair[1])?)
+                    })
+                    .collect();
+                let mut ours = [0; TAG_LEN];
+                let accepted = decode_hex(&mangled, &mut ours);
+                assert_eq!(
+                    accepted.then_some(&ours[..]),
+                    reference.as_deref(),
+                    "{at} {byte}"
+                );
             }
         }
     }

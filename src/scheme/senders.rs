@@ -26,13 +26,6 @@ pub(super) fn timestamp(found: Found<'_, '_>) -> Result<u64, Rejection> {
     decimal(found.text).map_err(|reason| Rejection::malformed(found.name, reason))
 }
 
-/// One tag written in `encoding`; anything else in a signature slot is malformed.
-fn tag(encoding: Encoding, text: &str, header: &HeaderName) -> Result<super::Tag, Rejection> {
-    encoding.decode(text).ok_or_else(|| {
-        Rejection::malformed(header, "signature is not a full-length HMAC-SHA256 tag")
-    })
-}
-
 fn no_tags_is_unsupported(tags: &Tags) -> Result<(), Rejection> {
     if tags.is_empty() {
         Err(Rejection::NoSupportedSignature)
@@ -48,7 +41,10 @@ fn header_value(s: &str) -> HeaderValue {
 
 // ---- Standard Webhooks ----------------------------------------------------------------------
 
-pub(super) fn standard_webhooks(headers: &HeaderMap) -> Result<Signed<'_>, Rejection> {
+pub(super) fn standard_webhooks<'h>(
+    headers: &'h HeaderMap,
+    tags: &mut Tags,
+) -> Result<Signed<'h>, Rejection> {
     const ID: &[&HeaderName] = &[&WEBHOOK_ID, &SVIX_ID];
     const TS: &[&HeaderName] = &[&WEBHOOK_TIMESTAMP, &SVIX_TIMESTAMP];
     const SIG: &[&HeaderName] = &[&WEBHOOK_SIGNATURE, &SVIX_SIGNATURE];
@@ -57,14 +53,13 @@ pub(super) fn standard_webhooks(headers: &HeaderMap) -> Result<Signed<'_>, Rejec
     let ts = present(ts, TS)?;
     let sig = present(sig, SIG)?;
     let timestamp = timestamp(ts)?;
-    let mut tags = Tags::new();
     if sig.text.is_empty() {
         return Err(Rejection::malformed(sig.name, "empty signature list"));
     }
     for entry in sig.text.split(' ') {
         // `v1,` first: the common case needs no search for the comma.
         if let Some(value) = entry.strip_prefix("v1,") {
-            tags.push(tag(Encoding::Base64, value, sig.name)?, sig.name)?;
+            tags.push(Encoding::Base64, value, sig.name)?;
         } else if !entry.contains(',') {
             return Err(Rejection::malformed(
                 sig.name,
@@ -72,10 +67,9 @@ pub(super) fn standard_webhooks(headers: &HeaderMap) -> Result<Signed<'_>, Rejec
             ));
         }
     }
-    no_tags_is_unsupported(&tags)?;
+    no_tags_is_unsupported(tags)?;
     Ok(Signed {
         prefix: Prefix::new(&[id.text.as_bytes(), b".", ts.text.as_bytes(), b"."]),
-        tags,
         timestamp: Some(timestamp),
         id: Some(id.value),
         id_signed: true,
@@ -110,10 +104,9 @@ pub(super) fn sign_standard_webhooks(
 
 // ---- Stripe ---------------------------------------------------------------------------------
 
-pub(super) fn stripe(headers: &HeaderMap) -> Result<Signed<'_>, Rejection> {
+pub(super) fn stripe<'h>(headers: &'h HeaderMap, tags: &mut Tags) -> Result<Signed<'h>, Rejection> {
     let sig = required(headers, &[&STRIPE_SIGNATURE])?;
     let mut t = None;
-    let mut tags = Tags::new();
     for item in sig.text.split(',') {
         let (key, value) = item
             .split_once('=')
@@ -121,16 +114,15 @@ pub(super) fn stripe(headers: &HeaderMap) -> Result<Signed<'_>, Rejection> {
         match key {
             "t" if t.is_some() => return Err(Rejection::malformed(sig.name, "repeated t=")),
             "t" => t = Some(value),
-            "v1" => tags.push(tag(Encoding::Hex, value, sig.name)?, sig.name)?,
+            "v1" => tags.push(Encoding::Hex, value, sig.name)?,
             _ => {}
         }
     }
     let t = t.ok_or_else(|| Rejection::malformed(sig.name, "no t= timestamp"))?;
     let timestamp = decimal(t).map_err(|reason| Rejection::malformed(sig.name, reason))?;
-    no_tags_is_unsupported(&tags)?;
+    no_tags_is_unsupported(tags)?;
     Ok(Signed {
         prefix: Prefix::new(&[t.as_bytes(), b"."]),
-        tags,
         timestamp: Some(timestamp),
         id: None,
         id_signed: false,
@@ -151,12 +143,7 @@ pub(super) fn sign_stripe(key: &Key, timestamp: u64, body: &[u8]) -> Result<Head
 // ---- GitHub ---------------------------------------------------------------------------------
 
 /// A `<version>=<hex>` signature of which only `version` is verified.
-fn versioned_hex(
-    headers: &HeaderMap,
-    name: &'static HeaderName,
-    version: &str,
-) -> Result<Tags, Rejection> {
-    let sig = required(headers, &[name])?;
+fn versioned_hex(sig: Found<'_, '_>, version: &str, tags: &mut Tags) -> Result<(), Rejection> {
     let (v, value) = sig
         .text
         .split_once('=')
@@ -164,28 +151,24 @@ fn versioned_hex(
     if v != version {
         return Err(Rejection::NoSupportedSignature);
     }
-    let mut tags = Tags::new();
-    tags.push(tag(Encoding::Hex, value, sig.name)?, sig.name)?;
-    Ok(tags)
+    tags.push(Encoding::Hex, value, sig.name)
 }
 
 /// An optional, unsigned id header (GitHub's and Shopify's).
-fn unsigned_id<'h>(
-    headers: &'h HeaderMap,
-    name: &'static HeaderName,
-) -> Result<Option<&'h HeaderValue>, Rejection> {
-    optional(headers, &[name])?
+fn unsigned_id<'h>(found: Option<Found<'_, 'h>>) -> Result<Option<&'h HeaderValue>, Rejection> {
+    found
         .map(|found| event_id(found).map(|f| f.value))
         .transpose()
 }
 
-pub(super) fn github(headers: &HeaderMap) -> Result<Signed<'_>, Rejection> {
-    let tags = versioned_hex(headers, &GITHUB_SIGNATURE, "sha256")?;
+pub(super) fn github<'h>(headers: &'h HeaderMap, tags: &mut Tags) -> Result<Signed<'h>, Rejection> {
+    const SIG: &[&HeaderName] = &[&GITHUB_SIGNATURE];
+    let [sig, id] = scan(headers, [SIG, &[&GITHUB_DELIVERY]])?;
+    versioned_hex(present(sig, SIG)?, "sha256", tags)?;
     Ok(Signed {
         prefix: Prefix::new(&[]),
-        tags,
         timestamp: None,
-        id: unsigned_id(headers, &GITHUB_DELIVERY)?,
+        id: unsigned_id(id)?,
         id_signed: false,
     })
 }
@@ -204,13 +187,15 @@ pub(super) fn sign_github(key: &Key, id: &str, body: &[u8]) -> Result<HeaderMap,
 
 // ---- Slack ----------------------------------------------------------------------------------
 
-pub(super) fn slack(headers: &HeaderMap) -> Result<Signed<'_>, Rejection> {
-    let ts = required(headers, &[&SLACK_TIMESTAMP])?;
+pub(super) fn slack<'h>(headers: &'h HeaderMap, tags: &mut Tags) -> Result<Signed<'h>, Rejection> {
+    const TS: &[&HeaderName] = &[&SLACK_TIMESTAMP];
+    const SIG: &[&HeaderName] = &[&SLACK_SIGNATURE];
+    let [ts, sig] = scan(headers, [TS, SIG])?;
+    let ts = present(ts, TS)?;
     let timestamp = timestamp(ts)?;
-    let tags = versioned_hex(headers, &SLACK_SIGNATURE, "v0")?;
+    versioned_hex(present(sig, SIG)?, "v0", tags)?;
     Ok(Signed {
         prefix: Prefix::new(&[b"v0:", ts.text.as_bytes(), b":"]),
-        tags,
         timestamp: Some(timestamp),
         id: None,
         id_signed: false,
@@ -231,15 +216,18 @@ pub(super) fn sign_slack(key: &Key, timestamp: u64, body: &[u8]) -> Result<Heade
 
 // ---- Shopify --------------------------------------------------------------------------------
 
-pub(super) fn shopify(headers: &HeaderMap) -> Result<Signed<'_>, Rejection> {
-    let sig = required(headers, &[&SHOPIFY_HMAC])?;
-    let mut tags = Tags::new();
-    tags.push(tag(Encoding::Base64, sig.text, sig.name)?, sig.name)?;
+pub(super) fn shopify<'h>(
+    headers: &'h HeaderMap,
+    tags: &mut Tags,
+) -> Result<Signed<'h>, Rejection> {
+    const SIG: &[&HeaderName] = &[&SHOPIFY_HMAC];
+    let [sig, id] = scan(headers, [SIG, &[&SHOPIFY_WEBHOOK_ID]])?;
+    let sig = present(sig, SIG)?;
+    tags.push(Encoding::Base64, sig.text, sig.name)?;
     Ok(Signed {
         prefix: Prefix::new(&[]),
-        tags,
         timestamp: None,
-        id: unsigned_id(headers, &SHOPIFY_WEBHOOK_ID)?,
+        id: unsigned_id(id)?,
         id_signed: false,
     })
 }
@@ -279,16 +267,17 @@ mod tests {
     #[test]
     fn standard_webhooks_ignores_unknown_versions_but_needs_one_v1() {
         let map = std_headers(&format!("v1a,abc v1,{B64} v2,zzz"));
-        let ok = standard_webhooks(&map).unwrap();
-        assert_eq!(ok.tags.as_slice().len(), 1);
+        let mut tags = Tags::new();
+        standard_webhooks(&map, &mut tags).unwrap();
+        assert_eq!(tags.as_slice().len(), 1);
         assert!(matches!(
-            standard_webhooks(&std_headers("v1a,abc")),
+            standard_webhooks(&std_headers("v1a,abc"), &mut Tags::new()),
             Err(Rejection::NoSupportedSignature)
         ));
         for bad in ["", "v1", &format!("v1,{B64}  v1,{B64}"), "v1,AAAA", B64] {
             assert!(
                 matches!(
-                    standard_webhooks(&std_headers(bad)),
+                    standard_webhooks(&std_headers(bad), &mut Tags::new()),
                     Err(Rejection::MalformedHeader { .. })
                 ),
                 "{bad:?}"
@@ -301,7 +290,7 @@ mod tests {
         let mut map = std_headers(&format!("v1,{B64}"));
         map.insert(&SVIX_TIMESTAMP, HeaderValue::from_static("1649367554"));
         assert!(matches!(
-            standard_webhooks(&map),
+            standard_webhooks(&map, &mut Tags::new()),
             Err(Rejection::MalformedHeader { .. })
         ));
     }
@@ -310,8 +299,9 @@ mod tests {
     fn stripe_needs_exactly_one_t_and_takes_every_v1() {
         let two = format!("t=1,v1={HEX},v0={HEX},v1={HEX},foo=bar");
         let map = headers(&[(&STRIPE_SIGNATURE, &two)]);
-        let ok = stripe(&map).unwrap();
-        assert_eq!(ok.tags.as_slice().len(), 2);
+        let mut tags = Tags::new();
+        let ok = stripe(&map, &mut tags).unwrap();
+        assert_eq!(tags.as_slice().len(), 2);
         assert_eq!(ok.timestamp, Some(1));
         for bad in [
             format!("t=1,t=1,v1={HEX}"),
@@ -324,14 +314,17 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    stripe(&headers(&[(&STRIPE_SIGNATURE, &bad)])),
+                    stripe(&headers(&[(&STRIPE_SIGNATURE, &bad)]), &mut Tags::new()),
                     Err(Rejection::MalformedHeader { .. })
                 ),
                 "{bad:?}"
             );
         }
         assert!(matches!(
-            stripe(&headers(&[(&STRIPE_SIGNATURE, &format!("t=1,v0={HEX}"))])),
+            stripe(
+                &headers(&[(&STRIPE_SIGNATURE, &format!("t=1,v0={HEX}"))]),
+                &mut Tags::new()
+            ),
             Err(Rejection::NoSupportedSignature)
         ));
     }
@@ -339,21 +332,21 @@ mod tests {
     #[test]
     fn github_refuses_other_algorithms_and_short_tags() {
         let sig = |s: &str| headers(&[(&GITHUB_SIGNATURE, s)]);
-        assert!(github(&sig(&format!("sha256={HEX}"))).is_ok());
+        assert!(github(&sig(&format!("sha256={HEX}")), &mut Tags::new()).is_ok());
         assert!(matches!(
-            github(&sig(&format!("sha1={}", &HEX[..40]))),
+            github(&sig(&format!("sha1={}", &HEX[..40])), &mut Tags::new()),
             Err(Rejection::NoSupportedSignature)
         ));
         assert!(matches!(
-            github(&sig(&format!("sha256={}", &HEX[..32]))),
+            github(&sig(&format!("sha256={}", &HEX[..32])), &mut Tags::new()),
             Err(Rejection::MalformedHeader { .. })
         ));
         assert!(matches!(
-            github(&sig(HEX)),
+            github(&sig(HEX), &mut Tags::new()),
             Err(Rejection::MalformedHeader { .. })
         ));
         assert!(matches!(
-            github(&HeaderMap::new()),
+            github(&HeaderMap::new(), &mut Tags::new()),
             Err(Rejection::MissingHeader { .. })
         ));
     }
@@ -362,7 +355,7 @@ mod tests {
     fn too_many_signatures_is_malformed() {
         let many = vec![format!("v1,{B64}"); super::super::parse::MAX_TAGS + 1].join(" ");
         assert!(matches!(
-            standard_webhooks(&std_headers(&many)),
+            standard_webhooks(&std_headers(&many), &mut Tags::new()),
             Err(Rejection::MalformedHeader { .. })
         ));
     }

@@ -7,7 +7,7 @@ use http::HeaderMap;
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::clock::{self, Clock, SharedClock};
-use crate::scheme::{Key, Scheme, Tag};
+use crate::scheme::{Key, Scheme, Tag, Tags};
 use crate::{BodyLimits, ConfigError, Rejection, Verified};
 
 /// Verifies requests of one scheme against one or more secrets. Cheap to clone (shared).
@@ -53,7 +53,8 @@ impl Verifier {
     /// tolerance, no signature of a supported version, or no signature matching any secret.
     pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Verified, Rejection> {
         let inner = &*self.inner;
-        let signed = inner.scheme.parse(headers)?;
+        let mut tags = Tags::new();
+        let signed = inner.scheme.parse(headers, &mut tags)?;
         if let Some(timestamp) = signed.timestamp {
             let now = inner.clock.now_unix_secs();
             if now.abs_diff(timestamp) > inner.tolerance_secs {
@@ -62,8 +63,7 @@ impl Verifier {
         }
         for (key_index, key) in inner.keys.iter().enumerate() {
             let tag = signed.prefix.tag(key, body);
-            let matched = signed
-                .tags
+            let matched = tags
                 .as_slice()
                 .iter()
                 .fold(Choice::from(0), |acc, candidate| {
