@@ -175,8 +175,9 @@ impl CustomBuilder {
     ///
     /// # Errors
     ///
-    /// A header name that is not valid, an empty separator, or signed content that needs a
-    /// timestamp or id header that was not given.
+    /// A header name that is not valid, the same header named for two of the signature,
+    /// timestamp and id, an empty separator, or signed content that needs a timestamp or id
+    /// header that was not given.
     pub fn build(self) -> Result<Scheme, ConfigError> {
         let name = |n: &str| {
             HeaderName::try_from(n)
@@ -199,17 +200,31 @@ impl CustomBuilder {
                 reason: "the separator is empty",
             });
         }
+        let signature = name(&self.signature)?;
+        let timestamp = self
+            .timestamp
+            .map(|(n, unit)| name(&n).map(|n| (n, unit)))
+            .transpose()?;
+        let id = self.id.as_deref().map(name).transpose()?;
+        let ts_name = timestamp.as_ref().map(|(n, _)| n);
+        // One header, one field: a request is read in one pass that files each header under
+        // one field, and no sender puts two fields in one header.
+        if ts_name == Some(&signature)
+            || id.as_ref() == Some(&signature)
+            || (id.is_some() && id.as_ref() == ts_name)
+        {
+            return Err(ConfigError::InvalidScheme {
+                reason: "the signature, timestamp and id headers must be different",
+            });
+        }
         let custom = Custom {
-            signature: name(&self.signature)?,
+            signature,
             prefix: self.prefix,
             encoding: self.encoding,
             content: self.content,
             separator: self.separator,
-            timestamp: self
-                .timestamp
-                .map(|(n, unit)| name(&n).map(|n| (n, unit)))
-                .transpose()?,
-            id: self.id.as_deref().map(name).transpose()?,
+            timestamp,
+            id,
             secret_encoding: self.secret_encoding,
         };
         Ok(Scheme {
@@ -340,6 +355,23 @@ mod tests {
             Err(ConfigError::InvalidHeaderName { .. })
         ));
         assert!(Scheme::custom("x-sig").build().is_ok());
+    }
+
+    #[test]
+    fn one_header_per_field() {
+        let same = |builder: CustomBuilder| {
+            matches!(builder.build(), Err(ConfigError::InvalidScheme { reason })
+                if reason.contains("must be different"))
+        };
+        let ts = |b: CustomBuilder, n: &str| b.timestamp_header(n, TimestampUnit::Seconds);
+        // Header names are case-insensitive, so `X-Sig` is `x-sig`.
+        assert!(same(ts(Scheme::custom("x-sig"), "X-Sig")));
+        assert!(same(Scheme::custom("x-sig").id_header("x-sig")));
+        assert!(same(ts(Scheme::custom("x-sig"), "x-ts").id_header("x-ts")));
+        assert!(ts(Scheme::custom("x-sig"), "x-ts")
+            .id_header("x-id")
+            .build()
+            .is_ok());
     }
 
     #[test]
