@@ -196,7 +196,8 @@ impl Encoding {
         self.decode_into(text, &mut tag).then_some(tag)
     }
 
-    /// [`decode`](Self::decode) into `out`, which holds garbage when this returns `false`.
+    /// Decodes exactly one full-length tag into `out` and says whether it was one (right
+    /// length, every digit valid, canonical base64). On `false`, `out` holds garbage.
     pub(crate) fn decode_into(self, text: &str, out: &mut Tag) -> bool {
         match self {
             Self::Hex => decode_hex(text.as_bytes(), out),
@@ -212,9 +213,9 @@ impl Encoding {
     }
 }
 
-/// Marks a byte that is not a digit of the table's alphabet. Every digit value is below 64, so
-/// OR-ing the values of a whole input and testing the top bits checks every digit at once,
-/// without a branch per digit.
+/// Marks a byte that is not a digit of the table's alphabet. Digit values are below the
+/// alphabet's size (16 or 64) and this is above both, so OR-ing the values of a whole input and
+/// comparing once with the size checks every digit, without a branch per digit.
 const NOT_A_DIGIT: u8 = 0xff;
 
 /// Digit values indexed by byte: `NOT_A_DIGIT` outside the alphabet.
