@@ -55,23 +55,22 @@ fn stack(c: &mut Criterion) {
                 Bytes::new(),
             )))
         });
+        // Every request a new event, across both benches: the replay layer never sees a repeat.
         let mut n = 0u64;
+        let mut next_request = || {
+            n += 1;
+            support::signed_request(&signer, &format!("evt_{n:012}"), NOW, &body)
+        };
         group.bench_function("handler_only", |b| {
             b.iter_batched(
-                || {
-                    n += 1;
-                    support::signed_request(&signer, &format!("evt_{n:012}"), NOW, &body)
-                },
+                &mut next_request,
                 |req| black_box(support::call(&rt, &mut bare, req)),
                 BatchSize::SmallInput,
             );
         });
         group.bench_function("full_stack", |b| {
             b.iter_batched(
-                || {
-                    n += 1;
-                    support::signed_request(&signer, &format!("evt_{n:012}"), NOW, &body)
-                },
+                &mut next_request,
                 |req| black_box(support::call(&rt, &mut svc, req)),
                 BatchSize::SmallInput,
             );

@@ -99,9 +99,7 @@ impl<T> StoreFuture<T> {
             inner: Inner::Boxed(Box::pin(future)),
         }
     }
-}
 
-impl<T> StoreFuture<T> {
     /// The answer, if it was known at once and not taken yet.
     pub(crate) fn take_ready(&mut self) -> Option<Result<T, StoreError>> {
         match &mut self.inner {
