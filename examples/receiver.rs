@@ -158,7 +158,9 @@ fn app() -> Result<Router, support::Error> {
 }
 
 /// A layer switched on or off by the settings, as one type either way so that the stack is
-/// built once; its answers are axum's `Response`.
+/// built once; its answers are axum's `Response`. (tower's `option_layer` gives an `Either`,
+/// which needs both branches to answer the same type; with a layer on, the response body is
+/// the layer's own type, so the branches differ until both are turned into a `Response`.)
 #[derive(Clone)]
 struct Maybe<L>(Option<L>);
 
