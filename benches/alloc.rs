@@ -47,7 +47,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-use support::{NOW, SECRET};
+use support::SECRET;
 
 fn main() {
     let rt = support::runtime();
@@ -59,7 +59,7 @@ fn main() {
     for size in [1024usize, 64 * 1024, 1024 * 1024] {
         let body = Bytes::from(vec![b'x'; size]);
         // Header values as hyper makes them: slices of one shared buffer.
-        let headers = signer.sign("evt_1", NOW, &body).unwrap();
+        let headers = signer.sign("evt_1", support::now(), &body).unwrap();
         let headers: http::HeaderMap = headers
             .iter()
             .map(|(k, v)| {
@@ -84,7 +84,9 @@ fn main() {
     for size in [1024usize, 64 * 1024, 1024 * 1024] {
         let body = Bytes::from(vec![b'x'; size]);
         let mut requests = (0..101)
-            .map(|i| support::signed_request(&signer, &format!("evt_{size}_{i}"), NOW, &body))
+            .map(|i| {
+                support::signed_request(&signer, &format!("evt_{size}_{i}"), support::now(), &body)
+            })
             .collect::<Vec<_>>()
             .into_iter();
         support::call(&rt, &mut full, requests.next().unwrap());

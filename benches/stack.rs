@@ -23,7 +23,7 @@ use tower_webhook::scheme::{Scheme, Signer};
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{NOW, SECRET};
+use support::SECRET;
 
 fn stack(c: &mut Criterion) {
     let rt = support::runtime();
@@ -59,7 +59,7 @@ fn stack(c: &mut Criterion) {
         let mut n = 0u64;
         let mut next_request = || {
             n += 1;
-            support::signed_request(&signer, &format!("evt_{n:012}"), NOW, &body)
+            support::signed_request(&signer, &format!("evt_{n:012}"), support::now(), &body)
         };
         group.bench_function("handler_only", |b| {
             b.iter_batched(
