@@ -100,7 +100,7 @@ fn main() {
         println!("allocations per request through the whole stack, {size} B body: {per}");
     }
 
-    fill(&rt, "memory store", || MemoryStore::new(2_000_000));
+    fill_memory_store(&rt);
 
     let layer = RateLimitLayer::new(Quota::new(1, Duration::from_secs(3600)).unwrap());
     let mut limited = layer.layer(service_fn(|_: Request<()>| async {
@@ -124,13 +124,13 @@ fn main() {
     );
 }
 
-/// Makes a store (bound 2M) and fills it with 1M done keys; prints the memory it took and how
-/// long its calls waited. Each begin and complete is timed: in a store that grows, a shard's
-/// table doubles under its lock when full, and the call that finds it full waits for the move.
-fn fill(rt: &tokio::runtime::Runtime, name: &str, make: impl FnOnce() -> MemoryStore) {
+/// Fills a memory store (bound 2M) with 1M done keys; prints the memory it took and how long
+/// its calls waited. Each begin and complete is timed: a shard's table doubles under its lock
+/// when full, and the call that finds it full waits for the move.
+fn fill_memory_store(rt: &tokio::runtime::Runtime) {
     let mut cycles = Vec::with_capacity(1_000_000);
     let live = LIVE.load(Ordering::Relaxed);
-    let store = make();
+    let store = MemoryStore::new(2_000_000);
     for i in 0..1_000_000u64 {
         let key = format!("default:standard-webhooks:id:evt_{i:012}");
         let started = Instant::now();
@@ -142,7 +142,7 @@ fn fill(rt: &tokio::runtime::Runtime, name: &str, make: impl FnOnce() -> MemoryS
     }
     let bytes = LIVE.load(Ordering::Relaxed) - live;
     println!(
-        "{name}, 1M done keys (bound 2M): {} MiB, {} bytes per key",
+        "memory store, 1M done keys (bound 2M): {} MiB, {} bytes per key",
         bytes >> 20,
         bytes / 1_000_000
     );
@@ -154,7 +154,7 @@ fn fill(rt: &tokio::runtime::Runtime, name: &str, make: impl FnOnce() -> MemoryS
     let median = cycles[cycles.len() / 2];
     let slowest = cycles[cycles.len() - 1];
     println!(
-        "{name} filling to 1M keys, begin + complete: median {median:?}, \
+        "memory store filling to 1M keys, begin + complete: median {median:?}, \
          99.9th percentile {:?}, slowest {slowest:?} ({:.0}x the median), {over_1ms} over 1 ms",
         cycles[cycles.len() * 999 / 1000],
         slowest.as_secs_f64() / median.as_secs_f64(),

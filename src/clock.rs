@@ -19,8 +19,8 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 /// On Linux, Android and FreeBSD it reads `CLOCK_REALTIME_COARSE`: the wall time as of the
 /// kernel's last tick (a few milliseconds old at most), which is also what glibc's `time()`
 /// returns. Only whole seconds are wanted here, and the coarse clock costs a couple of
-/// nanoseconds where [`SystemTime::now`](std::time::SystemTime::now) costs some 20 to 30: a measurable share of verifying a
-/// small request. Elsewhere it reads `SystemTime::now`.
+/// nanoseconds where [`SystemTime::now`](std::time::SystemTime::now) costs some 20 to 30, a
+/// measurable share of verifying a small request. Elsewhere it reads `SystemTime::now`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
