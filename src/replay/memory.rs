@@ -242,8 +242,32 @@ impl MemoryStore {
     /// are spread over 16 locks, each holding a sixteenth of the bound.
     #[must_use]
     pub fn new(max_entries: usize) -> Self {
-        let max_entries = max_entries.max(1);
         let shards = if max_entries < 1024 { 1 } else { 16 };
+        Self::with_shards(max_entries, shards)
+    }
+
+    /// Like [`new`](Self::new), with the keys spread over `shards` locks (at least 1, at most
+    /// `max_entries`), each holding its share of the bound, rounded up.
+    ///
+    /// A shard's table doubles when it fills, and the call that finds it full waits while the
+    /// whole shard moves: milliseconds once a shard holds tens of thousands of keys. That
+    /// happens only while a store grows, in its first TTL. More shards make each move smaller,
+    /// but each call is then likelier to find its shard cold in the CPU's caches. Measured
+    /// filling a store with a bound of 10M to 2M keys: 16 shards (the default) had some 50
+    /// calls wait over 1 ms, up to 6 ms; 256 shards none over 0.8 ms, but every call took
+    /// about 150 ns longer (`BENCHMARKS.md` has the figures). Raise it for a large store whose
+    /// tail latency matters from its first minute.
+    ///
+    /// ```
+    /// use tower_webhook::replay::MemoryStore;
+    ///
+    /// let store = MemoryStore::with_shards(10_000_000, 256);
+    /// assert_eq!(store.max_entries(), 10_000_000);
+    /// ```
+    #[must_use]
+    pub fn with_shards(max_entries: usize, shards: usize) -> Self {
+        let max_entries = max_entries.max(1);
+        let shards = shards.clamp(1, max_entries);
         Self {
             inner: Arc::new(Inner {
                 shards: (0..shards).map(|_| Mutex::default()).collect(),
@@ -565,5 +589,32 @@ mod tests {
         }
         assert_eq!(records.pop_front(), None);
         assert!(records.chunks.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_on_many_shards_keeps_its_bound() {
+        let store = MemoryStore::with_shards(4096, 256);
+        assert_eq!(store.inner.shards.len(), 256);
+        let mut refused = 0;
+        for i in 0..8_000u32 {
+            let (key, token) = (format!("evt_{i}"), Token(u128::from(i)));
+            match store.begin(&key, token, LEASE).await {
+                Ok(Begin::Started) => assert!(store.complete(&key, token, TTL).await.unwrap()),
+                Err(StoreError::Full) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+            assert!(store.len() <= 4096);
+        }
+        assert_eq!(refused, 8_000 - store.len());
+        assert_eq!(store.begin("evt_0", Token(1), LEASE).await, Ok(Begin::Done));
+    }
+
+    #[test]
+    fn the_shard_count_is_kept_within_one_and_the_bound() {
+        assert_eq!(MemoryStore::with_shards(10, 0).inner.shards.len(), 1);
+        assert_eq!(MemoryStore::with_shards(10, 100).inner.shards.len(), 10);
+        assert_eq!(MemoryStore::with_shards(0, 16).inner.shards.len(), 1);
+        assert_eq!(MemoryStore::new(1023).inner.shards.len(), 1);
+        assert_eq!(MemoryStore::new(100_000).inner.shards.len(), 16);
     }
 }
