@@ -94,8 +94,8 @@ struct Queue {
 /// A queue of records kept in chunks of at most [`CHUNK`](Self::CHUNK). Growing it allocates
 /// one chunk and never moves the records already queued: a `VecDeque` doubles and copies
 /// them, which held a shard's lock for a millisecond or more once a queue held tens of
-/// thousands of records (see `BENCHMARKS.md`). A chunk is freed as soon as it is drained, so memory follows the
-/// queue's length down as well as up.
+/// thousands of records (see `BENCHMARKS.md`). A chunk is freed as soon as it is drained, so
+/// memory follows the queue's length down as well as up.
 #[derive(Debug, Default)]
 struct Records {
     chunks: VecDeque<VecDeque<Record>>,
