@@ -9,7 +9,6 @@
 //! current time.
 
 use std::hint::black_box;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hmac::{Hmac, Mac};
@@ -17,6 +16,11 @@ use http::HeaderMap;
 use sha2::Sha256;
 use tower_webhook::scheme::{Scheme, Signer};
 use tower_webhook::Verifier;
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{now, TOLERANCE};
 
 const SIZES: [usize; 5] = [64, 1024, 4096, 64 * 1024, 1024 * 1024];
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -35,13 +39,6 @@ fn body(size: usize) -> Vec<u8> {
     (0..size)
         .map(|i| b"{\"type\":\"invoice.paid\"}"[i % 23])
         .collect()
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 fn verify(c: &mut Criterion) {
@@ -78,7 +75,7 @@ fn verify(c: &mut Criterion) {
                 .unwrap();
             let verifier = Verifier::builder(scheme)
                 .secret(SECRET)
-                .tolerance(Duration::from_secs(3600))
+                .tolerance(TOLERANCE)
                 .build()
                 .unwrap();
             assert!(verifier.verify(&headers, &body).is_ok());
