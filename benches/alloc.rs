@@ -125,8 +125,8 @@ fn main() {
 }
 
 /// Fills a memory store (bound 2M) with 1M done keys; prints the memory it took and how long
-/// its calls waited. Each begin and complete is timed: a shard's table doubles under its lock
-/// when full, and the call that finds it full waits for the move.
+/// its calls waited. Each begin and complete is timed: while the store grows, calls also move
+/// entries into larger tables, a few at a time, and the slowest show how many at most.
 fn fill_memory_store(rt: &tokio::runtime::Runtime) {
     let mut cycles = Vec::with_capacity(1_000_000);
     let live = LIVE.load(Ordering::Relaxed);

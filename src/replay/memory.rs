@@ -2,12 +2,13 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use hashbrown::HashTable;
 use tokio::time::Instant;
 
 use super::siphash::sip128;
@@ -32,38 +33,148 @@ struct Entry {
     holder: Option<Halves>,
 }
 
-/// The map's keys are already keyed SipHash outputs that no one can steer: hashing them again
-/// would only cost time. This hasher passes their low 64 bits through.
-#[derive(Debug, Clone, Copy, Default)]
-struct PreHashed;
+/// A key and its entry, as the table holds them.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    key: KeyHash,
+    entry: Entry,
+}
 
-impl BuildHasher for PreHashed {
-    type Hasher = PassThrough;
+/// The table's hash of a key: its low 64 bits. Keys are already keyed SipHash outputs that no
+/// one can steer, so hashing them again would only cost time.
+fn hash(key: KeyHash) -> u64 {
+    key as u64
+}
 
-    fn build_hasher(&self) -> PassThrough {
-        PassThrough(0)
-    }
+/// A shard's entries, in a hash table that grows a few buckets at a time.
+///
+/// A table that grows in one go makes the call that finds it full wait, under the shard's
+/// lock, while every entry moves: milliseconds once a shard holds tens of thousands of keys
+/// (see `BENCHMARKS.md`), and again, more rarely, once removed entries use up its free slots.
+/// Here the full table becomes `old`, an empty one takes its place, and each key added from
+/// then on also moves the entries of the next [`STEP`](Self::STEP) buckets of `old`. The new
+/// table is sized so that `old` is empty before it fills, so no call moves more than `STEP`
+/// entries and neither table ever grows in place.
+///
+/// A key is in one table or the other, never both; lookups try `table` first.
+#[derive(Debug, Default)]
+struct Entries {
+    table: HashTable<Slot>,
+    /// The table being emptied into `table`, if any.
+    old: Option<Old>,
+    /// The last `old`, once empty, for the caller to free after unlocking the shard: giving a
+    /// large table's memory back takes hundreds of microseconds.
+    drained: Option<HashTable<Slot>>,
 }
 
 #[derive(Debug)]
-struct PassThrough(u64);
+struct Old {
+    table: HashTable<Slot>,
+    /// Every bucket below this one is empty: a removal never moves another entry, and
+    /// nothing is added to this table.
+    cursor: usize,
+}
 
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
+impl Entries {
+    /// Buckets of `old` moved per key added. Larger steps end a move sooner, so fewer lookups
+    /// of absent keys try both tables. Filling a store of 10M to 2M keys took 4 to 6% longer
+    /// in all than with tables that grow in one go at 8, and 2 to 3% at 16 or 32.
+    /// `MemoryStore`'s documentation gives this number.
+    const STEP: usize = 16;
+
+    fn get(&self, key: KeyHash) -> Option<Entry> {
+        let same = |slot: &Slot| slot.key == key;
+        self.table
+            .find(hash(key), same)
+            .or_else(|| self.old.as_ref()?.table.find(hash(key), same))
+            .map(|slot| slot.entry)
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u128` is used (the key type is `u128`); fold anything else in anyway.
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
+    /// Sets the entry of `key`, adding the key if it is new.
+    fn insert(&mut self, key: KeyHash, entry: Entry) {
+        let same = |slot: &Slot| slot.key == key;
+        if let Some(old) = &mut self.old {
+            // A key still in `old` moves now, with its new entry.
+            if let Ok(found) = old.table.find_entry(hash(key), same) {
+                found.remove();
+            }
+        }
+        match self.table.find_entry(hash(key), same) {
+            Ok(mut found) => found.get_mut().entry = entry,
+            Err(_) => {
+                if self.table.len() == self.table.capacity() {
+                    self.grow();
+                }
+                self.table
+                    .insert_unique(hash(key), Slot { key, entry }, |s| hash(s.key));
+                self.step();
+            }
         }
     }
 
-    fn write_u128(&mut self, key: u128) {
-        self.0 = key as u64;
+    fn remove(&mut self, key: KeyHash) {
+        let same = |slot: &Slot| slot.key == key;
+        if let Ok(found) = self.table.find_entry(hash(key), same) {
+            found.remove();
+        } else if let Some(old) = &mut self.old {
+            if let Ok(found) = old.table.find_entry(hash(key), same) {
+                found.remove();
+                if old.table.is_empty() {
+                    self.drop_old();
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.table.len() + self.old.as_ref().map_or(0, |old| old.table.len())
+    }
+
+    /// Replaces the full `table` with an empty one that can take all its entries plus every
+    /// key added while they move, and starts moving them.
+    fn grow(&mut self) {
+        // The sizing below empties `old` before `table` fills; were it not so, finish it now.
+        if let Some(old) = self.old.take() {
+            for slot in old.table {
+                self.table
+                    .insert_unique(hash(slot.key), slot, |s| hash(s.key));
+            }
+        }
+        // Every key added while the entries move steps `STEP` buckets, so at most this many are
+        // added. For a table full of entries, that is twice its buckets (hashbrown keeps 1 in 8
+        // free); for one full of removed entries, fewer, so it also shrinks.
+        let added_while_moving = self.table.num_buckets().div_ceil(Self::STEP);
+        let capacity = self.table.len() + added_while_moving + 1;
+        let full = std::mem::replace(&mut self.table, HashTable::with_capacity(capacity));
+        if !full.is_empty() {
+            self.old = Some(Old {
+                table: full,
+                cursor: 0,
+            });
+        }
+    }
+
+    fn drop_old(&mut self) {
+        self.drained = self.old.take().map(|old| old.table);
+    }
+
+    /// Moves the entries of the next `STEP` buckets of `old`, and lets it go once it is empty.
+    fn step(&mut self) {
+        let Some(old) = &mut self.old else {
+            return;
+        };
+        let end = (old.cursor + Self::STEP).min(old.table.num_buckets());
+        for index in old.cursor..end {
+            if let Ok(found) = old.table.get_bucket_entry(index) {
+                let (slot, _) = found.remove();
+                self.table
+                    .insert_unique(hash(slot.key), slot, |s| hash(s.key));
+            }
+        }
+        old.cursor = end;
+        if old.table.is_empty() {
+            self.drop_old();
+        }
     }
 }
 
@@ -141,7 +252,7 @@ impl Records {
 
 #[derive(Debug, Default)]
 struct Shard {
-    entries: HashMap<KeyHash, Entry, PreHashed>,
+    entries: Entries,
     /// One queue per TTL: every record of a queue expires `ttl` after it was written, so
     /// appending keeps it in expiry order and reclaiming reads only its front. Both are O(1).
     queues: Vec<Queue>,
@@ -156,8 +267,8 @@ impl Shard {
             let Some(record) = self.pop_due(now) else {
                 break;
             };
-            if self.entries.get(&record.key()).map(|e| e.expires) == Some(record.expires) {
-                self.entries.remove(&record.key());
+            if self.entries.get(record.key()).map(|e| e.expires) == Some(record.expires) {
+                self.entries.remove(record.key());
             }
         }
     }
@@ -175,7 +286,7 @@ impl Shard {
     }
 
     fn live(&self, key: KeyHash, now: u64) -> Option<Entry> {
-        self.entries.get(&key).copied().filter(|e| e.expires > now)
+        self.entries.get(key).filter(|e| e.expires > now)
     }
 
     /// Sets the entry of `key` to expire `ttl` milliseconds after `now`.
@@ -212,6 +323,9 @@ impl Shard {
 ///   [`StoreError::Full`] and the layer answers **503** with `Retry-After`: a *done* id inside
 ///   its TTL is never forgotten to make room, since forgetting it would let a replay through.
 ///   Size it for your peak rate times the TTL.
+/// - Growing never stops a call for long: a full table is replaced by a larger one and its
+///   entries move a few at a time with the keys added after it, so no call moves more than
+///   16 entries.
 /// - Clones share the same entries.
 ///
 /// ```
@@ -249,14 +363,11 @@ impl MemoryStore {
     /// Like [`new`](Self::new), with the keys spread over `shards` locks (at least 1, at most
     /// `max_entries`), each holding its share of the bound, rounded up.
     ///
-    /// A shard's table doubles when it fills, and the call that finds it full waits while the
-    /// whole shard moves: milliseconds once a shard holds tens of thousands of keys. That
-    /// happens only while a store grows, in its first TTL. More shards make each move smaller,
-    /// but each call is then likelier to find its shard cold in the CPU's caches. Measured
-    /// filling a store with a bound of 10M to 2M keys: 16 shards (the default) had some 50
-    /// calls wait over 1 ms, up to 6 ms; 256 shards none over 0.8 ms, but every call took
-    /// about 150 ns longer (`BENCHMARKS.md` has the figures). Raise it for a large store whose
-    /// tail latency matters from its first minute.
+    /// More shards let more threads use the store at the same moment; fewer keep each call's
+    /// shard warmer in the CPU's caches. Filling a store with a bound of 10M to 2M keys from
+    /// one thread, 256 shards made each call about 150 ns slower than 16 (`BENCHMARKS.md`).
+    /// No shard count makes a call wait for its shard's table to grow: tables grow a few
+    /// entries at a time.
     ///
     /// ```
     /// use tower_webhook::replay::MemoryStore;
@@ -307,6 +418,8 @@ impl MemoryStore {
     fn locate(&self, key: &str) -> (MutexGuard<'_, Shard>, KeyHash, u64) {
         let inner = &*self.inner;
         let hash = sip128::<1, 3>(inner.sip_key, key.as_bytes());
+        // The low bits, which the table's hash also starts from: taking the shard from other
+        // bits measured 50 to 90 ns slower per begin + complete in a store of 2M keys.
         let shard = &inner.shards[(hash as usize) % inner.shards.len()];
         let now = millis(inner.start.elapsed());
         (lock(shard), hash, now)
@@ -327,6 +440,13 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Unlocks a shard, then frees the table it finished emptying, if any.
+fn unlock(mut shard: MutexGuard<'_, Shard>) {
+    let drained = shard.entries.drained.take();
+    drop(shard);
+    drop(drained);
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -336,17 +456,18 @@ impl ReplayStore for MemoryStore {
         let (mut shard, hash, now) = self.locate(key);
         // A little reclaiming on every call keeps pace with expiry without a task.
         shard.reclaim(now, 4);
-        let answer = match shard.live(hash, now) {
+        let found = shard.entries.get(hash);
+        let answer = match found.filter(|e| e.expires > now) {
             Some(Entry { holder: None, .. }) => Ok(Begin::Done),
             Some(Entry {
                 holder: Some(_), ..
             }) => Ok(Begin::InFlight),
             None => {
-                if shard.entries.len() >= self.inner.per_shard {
+                // An expired entry for this very key is replaced, not counted.
+                let replacing = found.is_some();
+                if !replacing && shard.entries.len() >= self.inner.per_shard {
                     shard.reclaim(now, usize::MAX);
                 }
-                // An expired entry for this very key is replaced, not counted.
-                let replacing = shard.entries.contains_key(&hash);
                 if !replacing && shard.entries.len() >= self.inner.per_shard {
                     Err(StoreError::Full)
                 } else {
@@ -355,6 +476,7 @@ impl ReplayStore for MemoryStore {
                 }
             }
         };
+        unlock(shard);
         StoreFuture::ready(answer)
     }
 
@@ -364,6 +486,7 @@ impl ReplayStore for MemoryStore {
         if held {
             shard.set(hash, None, millis(ttl), now);
         }
+        unlock(shard);
         StoreFuture::ready(Ok(held))
     }
 
@@ -372,8 +495,9 @@ impl ReplayStore for MemoryStore {
         let held = shard.live(hash, now).and_then(|e| e.holder) == Some(halves(token.0));
         if held {
             // Its expiry records are skipped when they come due.
-            shard.entries.remove(&hash);
+            shard.entries.remove(hash);
         }
+        unlock(shard);
         StoreFuture::ready(Ok(held))
     }
 }
@@ -491,11 +615,15 @@ mod tests {
             .map(|r| r.expires)
             .collect();
         assert_eq!(records, [1500, 1500]);
-        assert_eq!(shard.entries[&2].expires, 1500, "entry and record agree");
+        assert_eq!(
+            shard.entries.get(2).unwrap().expires,
+            1500,
+            "entry and record agree"
+        );
         shard.reclaim(1499, usize::MAX);
         assert_eq!(shard.entries.len(), 2);
         shard.reclaim(1500, usize::MAX);
-        assert!(shard.entries.is_empty());
+        assert_eq!(shard.entries.len(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -589,6 +717,89 @@ mod tests {
         }
         assert_eq!(records.pop_front(), None);
         assert!(records.chunks.is_empty());
+    }
+
+    /// A random walk over a key space that fills, churns and drains, against a `HashMap`.
+    #[test]
+    fn the_table_agrees_with_a_map_and_grows_a_few_entries_at_a_time() {
+        let mut entries = Entries::default();
+        let mut model = std::collections::HashMap::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        // Distinct keys whose low bits (the table's hash) vary: an odd multiplier is a bijection.
+        let key = |k: u64| u128::from(k).wrapping_mul(0x2545_f491_4f6c_dd1d_0000_0000_0000_0001);
+        let mut grows = 0;
+        for step in 0..300_000u64 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let k = key(seed % 40_000);
+            // Percent of inserts: fill, then churn, then drain.
+            let inserts = [85, 50, 10][(step / 100_000) as usize];
+            let before = (
+                entries.table.num_buckets(),
+                entries.len(),
+                entries.table.capacity(),
+            );
+            let old_before = entries.old.as_ref().map_or(0, |old| old.table.len());
+            let adds = (seed >> 32) % 100 < inserts;
+            if adds {
+                let entry = Entry {
+                    expires: step,
+                    holder: None,
+                };
+                entries.insert(k, entry);
+                model.insert(k, entry);
+            } else {
+                entries.remove(k);
+                model.remove(&k);
+            }
+            assert_eq!(entries.get(k), model.get(&k).copied());
+            assert_eq!(entries.len(), model.len());
+            // `table` changes size only when a key is added to it full, never by growing in
+            // place, so no call moves more than a step's entries (plus the key itself).
+            let grew = adds && before.1 < entries.len() && before.2 == before.1 - old_before;
+            if grew {
+                grows += 1;
+            } else {
+                assert_eq!(entries.table.num_buckets(), before.0, "step {step}");
+            }
+            let old_after = entries.old.as_ref().map_or(0, |old| old.table.len());
+            assert!(old_before.saturating_sub(old_after) <= Entries::STEP + 1);
+            if let Some(old) = &entries.old {
+                assert!(!old.table.is_empty(), "an empty old table is let go");
+            }
+            entries.drained = None;
+            if step % 10_000 == 0 {
+                for k in (0..40_000).map(key) {
+                    assert_eq!(entries.get(k), model.get(&k).copied());
+                }
+            }
+        }
+        assert!(grows > 10, "{grows}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_growing_store_keeps_every_key() {
+        let store = MemoryStore::with_shards(100_000, 1);
+        for i in 0..60_000u32 {
+            let (key, token) = (format!("evt_{i}"), Token(u128::from(i)));
+            assert_eq!(store.begin(&key, token, LEASE).await, Ok(Begin::Started));
+            if i % 2 == 0 {
+                assert!(store.complete(&key, token, TTL).await.unwrap());
+            }
+        }
+        assert_eq!(store.len(), 60_000);
+        for i in 0..60_000u32 {
+            let want = if i % 2 == 0 {
+                Begin::Done
+            } else {
+                Begin::InFlight
+            };
+            assert_eq!(
+                store.begin(&format!("evt_{i}"), Token(0), LEASE).await,
+                Ok(want)
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
