@@ -46,6 +46,11 @@ fn hash(key: KeyHash) -> u64 {
     key as u64
 }
 
+/// Adds a slot whose key `table` does not hold.
+fn add(table: &mut HashTable<Slot>, slot: Slot) {
+    table.insert_unique(hash(slot.key), slot, |s| hash(s.key));
+}
+
 /// A shard's entries, in a hash table that grows a few buckets at a time.
 ///
 /// A table that grows in one go makes the call that finds it full wait, under the shard's
@@ -105,8 +110,7 @@ impl Entries {
                 if self.table.len() == self.table.capacity() {
                     self.grow();
                 }
-                self.table
-                    .insert_unique(hash(key), Slot { key, entry }, |s| hash(s.key));
+                add(&mut self.table, Slot { key, entry });
                 self.step();
             }
         }
@@ -136,8 +140,7 @@ impl Entries {
         // The sizing below empties `old` before `table` fills; were it not so, finish it now.
         if let Some(old) = self.old.take() {
             for slot in old.table {
-                self.table
-                    .insert_unique(hash(slot.key), slot, |s| hash(s.key));
+                add(&mut self.table, slot);
             }
         }
         // Every key added while the entries move steps `STEP` buckets, so at most this many are
@@ -167,8 +170,7 @@ impl Entries {
         for index in old.cursor..end {
             if let Ok(found) = old.table.get_bucket_entry(index) {
                 let (slot, _) = found.remove();
-                self.table
-                    .insert_unique(hash(slot.key), slot, |s| hash(s.key));
+                add(&mut self.table, slot);
             }
         }
         old.cursor = end;
@@ -735,12 +737,10 @@ mod tests {
             let k = key(seed % 40_000);
             // Percent of inserts: fill, then churn, then drain.
             let inserts = [85, 50, 10][(step / 100_000) as usize];
-            let before = (
-                entries.table.num_buckets(),
-                entries.len(),
-                entries.table.capacity(),
-            );
-            let old_before = entries.old.as_ref().map_or(0, |old| old.table.len());
+            let buckets = entries.table.num_buckets();
+            let full = entries.table.len() == entries.table.capacity();
+            let new_key = entries.get(k).is_none();
+            let moving = entries.old.as_ref().map_or(0, |old| old.table.len());
             let adds = (seed >> 32) % 100 < inserts;
             if adds {
                 let entry = Entry {
@@ -755,16 +755,15 @@ mod tests {
             }
             assert_eq!(entries.get(k), model.get(&k).copied());
             assert_eq!(entries.len(), model.len());
-            // `table` changes size only when a key is added to it full, never by growing in
-            // place, so no call moves more than a step's entries (plus the key itself).
-            let grew = adds && before.1 < entries.len() && before.2 == before.1 - old_before;
-            if grew {
+            // `table` is replaced only when a new key finds it full, and never grows in place,
+            // so no call moves more than a step's entries (plus the key itself).
+            if adds && new_key && full {
                 grows += 1;
             } else {
-                assert_eq!(entries.table.num_buckets(), before.0, "step {step}");
+                assert_eq!(entries.table.num_buckets(), buckets, "step {step}");
             }
-            let old_after = entries.old.as_ref().map_or(0, |old| old.table.len());
-            assert!(old_before.saturating_sub(old_after) <= Entries::STEP + 1);
+            let still_moving = entries.old.as_ref().map_or(0, |old| old.table.len());
+            assert!(moving.saturating_sub(still_moving) <= Entries::STEP + 1);
             if let Some(old) = &entries.old {
                 assert!(!old.table.is_empty(), "an empty old table is let go");
             }
