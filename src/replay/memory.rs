@@ -149,7 +149,10 @@ impl Entries {
         let added_while_moving = self.table.num_buckets().div_ceil(Self::STEP);
         let capacity = self.table.len() + added_while_moving + 1;
         let full = std::mem::replace(&mut self.table, HashTable::with_capacity(capacity));
-        if !full.is_empty() {
+        if full.is_empty() {
+            // Full of removed entries only: nothing to move, and freed after unlocking too.
+            self.drained = Some(full);
+        } else {
             self.old = Some(Old {
                 table: full,
                 cursor: 0,
