@@ -1,7 +1,8 @@
 //! Allocations per verified request, and memory per key of the replay store and the rate
-//! limiter at 1M keys, counted by a global allocator (not timed: counts are exact). One timed
-//! figure rides along: how long a memory store's calls wait while its tables grow, as the
-//! slowest call against the median call of the same run.
+//! limiter at 1M keys, counted by a global allocator (not timed: counts are exact), and what
+//! the replay store still holds once those keys have expired. One timed figure rides along:
+//! how long a memory store's calls wait while its tables grow, as the slowest call against the
+//! median call of the same run.
 //!
 //! `cargo bench --bench alloc` prints one line per figure.
 
@@ -100,7 +101,7 @@ fn main() {
         println!("allocations per request through the whole stack, {size} B body: {per}");
     }
 
-    fill_memory_store(&rt);
+    fill_memory_store();
 
     let layer = RateLimitLayer::new(Quota::new(1, Duration::from_secs(3600)).unwrap());
     let mut limited = layer.layer(service_fn(|_: Request<()>| async {
@@ -126,8 +127,17 @@ fn main() {
 
 /// Fills a memory store (bound 2M) with 1M done keys; prints the memory it took and how long
 /// its calls waited. Each begin and complete is timed: while the store grows, calls also move
-/// entries into larger tables, a few at a time, and the slowest show how many at most.
-fn fill_memory_store(rt: &tokio::runtime::Runtime) {
+/// entries into larger tables, a few at a time, and the slowest show how many at most. Then
+/// lets every key expire and prints what the store holds once calls have reclaimed them.
+fn fill_memory_store() {
+    // The store's clock is paused, so that its keys can expire without waiting an hour; the
+    // calls are timed on the real clock.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
     let mut cycles = Vec::with_capacity(1_000_000);
     let live = LIVE.load(Ordering::Relaxed);
     let store = MemoryStore::new(2_000_000);
@@ -158,5 +168,35 @@ fn fill_memory_store(rt: &tokio::runtime::Runtime) {
          99.9th percentile {:?}, slowest {slowest:?} ({:.0}x the median), {over_1ms} over 1 ms",
         cycles[cycles.len() * 999 / 1000],
         slowest.as_secs_f64() / median.as_secs_f64(),
+    );
+
+    // Every key expires. Each `begin` reclaims up to four expiry records (two per key) in the
+    // shard of its key: 256 keys done for longer, in every shard, and asked about again and
+    // again, reclaim them all without adding records of their own.
+    let probes: Vec<String> = (0..256).map(|i| format!("probe_{i}")).collect();
+    for (i, key) in probes.iter().enumerate() {
+        let token = Token::from_parts(2, i as u64);
+        rt.block_on(store.begin(key, token, Duration::from_secs(60)))
+            .unwrap();
+        rt.block_on(store.complete(key, token, Duration::from_secs(7200)))
+            .unwrap();
+    }
+    let peak = LIVE.load(Ordering::Relaxed) - live;
+    rt.block_on(tokio::time::advance(Duration::from_secs(3600)));
+    let mut calls = 0;
+    while store.len() > probes.len() {
+        assert!(calls < 10_000_000, "the store's keys were not reclaimed");
+        let key = &probes[calls % probes.len()];
+        let begin = rt.block_on(store.begin(key, Token::from_parts(3, 0), Duration::from_secs(60)));
+        assert_eq!(begin, Ok(tower_webhook::replay::Begin::Done));
+        calls += 1;
+    }
+    let left = LIVE.load(Ordering::Relaxed) - live;
+    println!(
+        "memory store, {} keys, once the others expired and calls reclaimed them: {} KiB \
+         ({} MiB before)",
+        probes.len(),
+        left >> 10,
+        peak >> 20
     );
 }

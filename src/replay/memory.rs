@@ -51,15 +51,20 @@ fn add(table: &mut HashTable<Slot>, slot: Slot) {
     table.insert_unique(hash(slot.key), slot, |s| hash(s.key));
 }
 
-/// A shard's entries, in a hash table that grows a few buckets at a time.
+/// A shard's entries, in a hash table that grows and shrinks a few entries at a time.
 ///
 /// A table that grows in one go makes the call that finds it full wait, under the shard's
 /// lock, while every entry moves: milliseconds once a shard holds tens of thousands of keys
 /// (see `BENCHMARKS.md`), and again, more rarely, once removed entries use up its free slots.
 /// Here the full table becomes `old`, an empty one takes its place, and each key added from
-/// then on also moves the entries of the next [`STEP`](Self::STEP) buckets of `old`. The new
+/// then on also moves up to [`STEP`](Self::STEP) entries of `old`, in bucket order. The new
 /// table is sized so that `old` is empty before it fills, so no call moves more than `STEP`
 /// entries and neither table ever grows in place.
+///
+/// A table left mostly empty as keys expire is replaced the same way, by one a quarter of its
+/// size or less (see [`sparse`](Self::sparse)), so a shard's memory follows its keys down after
+/// a peak.
+/// Keys may then stop arriving, so a `begin` that adds no key takes a step too.
 ///
 /// A key is in one table or the other, never both; lookups try `table` first.
 #[derive(Debug, Default)]
@@ -81,11 +86,19 @@ struct Old {
 }
 
 impl Entries {
-    /// Buckets of `old` moved per key added. Larger steps end a move sooner, so fewer lookups
-    /// of absent keys try both tables. Filling a store of 10M to 2M keys took 4 to 6% longer
-    /// in all than with tables that grow in one go at 8, and 2 to 3% at 16 or 32.
-    /// `MemoryStore`'s documentation gives this number.
+    /// Entries of `old` moved per key added (or `begin` that adds none), at most. Larger steps end a move sooner, so
+    /// fewer lookups of absent keys try both tables. Filling a store of 10M to 2M keys took 4
+    /// to 6% longer in all than with tables that grow in one go at steps of 8 buckets, and 2
+    /// to 3% at 16 or 32. `MemoryStore`'s documentation gives this number.
     const STEP: usize = 16;
+
+    /// Buckets of `old` one key added may scan for its `STEP` entries. After a shrink `old`
+    /// is at most an eighth full, so scanning only `STEP` buckets would move about two
+    /// entries per key and keep the large table for a long time at a low rate.
+    const SCAN: usize = 128;
+
+    /// Tables with fewer buckets are never shrunk: they take under 48 KiB.
+    const SHRINK_FROM: usize = 1024;
 
     fn get(&self, key: KeyHash) -> Option<Entry> {
         let same = |slot: &Slot| slot.key == key;
@@ -108,7 +121,7 @@ impl Entries {
             Ok(mut found) => found.get_mut().entry = entry,
             Err(_) => {
                 if self.table.len() == self.table.capacity() {
-                    self.grow();
+                    self.resize();
                 }
                 add(&mut self.table, Slot { key, entry });
                 self.step();
@@ -120,6 +133,9 @@ impl Entries {
         let same = |slot: &Slot| slot.key == key;
         if let Ok(found) = self.table.find_entry(hash(key), same) {
             found.remove();
+            if self.sparse() {
+                self.resize();
+            }
         } else if let Some(old) = &mut self.old {
             if let Ok(found) = old.table.find_entry(hash(key), same) {
                 found.remove();
@@ -134,18 +150,26 @@ impl Entries {
         self.table.len() + self.old.as_ref().map_or(0, |old| old.table.len())
     }
 
-    /// Replaces the full `table` with an empty one that can take all its entries plus every
-    /// key added while they move, and starts moving them.
-    fn grow(&mut self) {
+    /// Whether `table` has room for eight times its entries, is large enough to be worth
+    /// shrinking, and no move is on. [`resize`](Self::resize) then gives it a quarter of its
+    /// buckets or less, at most half full: it neither grows back nor shrinks again soon.
+    fn sparse(&self) -> bool {
+        let buckets = self.table.num_buckets();
+        self.old.is_none() && buckets >= Self::SHRINK_FROM && self.table.len() * 8 <= buckets
+    }
+
+    /// Replaces `table` (full, or [`sparse`](Self::sparse)) with an empty one that can take
+    /// all its entries plus every key added while they move, and starts moving them.
+    fn resize(&mut self) {
         // The sizing below empties `old` before `table` fills; were it not so, finish it now.
         if let Some(old) = self.old.take() {
             for slot in old.table {
                 add(&mut self.table, slot);
             }
         }
-        // Every key added while the entries move steps `STEP` buckets, so at most this many are
-        // added. For a table full of entries, that is twice its buckets (hashbrown keeps 1 in 8
-        // free); for one full of removed entries, fewer, so it also shrinks.
+        // Every key added while the entries move steps at least `STEP` buckets, so at most this
+        // many are added. For a table full of entries, that is twice its buckets (hashbrown
+        // keeps 1 in 8 free); for one full of removed entries, or sparse, fewer, so it shrinks.
         let added_while_moving = self.table.num_buckets().div_ceil(Self::STEP);
         let capacity = self.table.len() + added_while_moving + 1;
         let full = std::mem::replace(&mut self.table, HashTable::with_capacity(capacity));
@@ -164,19 +188,23 @@ impl Entries {
         self.drained = self.old.take().map(|old| old.table);
     }
 
-    /// Moves the entries of the next `STEP` buckets of `old`, and lets it go once it is empty.
+    /// Moves the next `STEP` entries of `old`, looking at no more than `SCAN` buckets, and
+    /// lets it go once it is empty. A bucket holds at most one entry, so the cursor advances
+    /// at least `STEP` buckets, as [`resize`](Self::resize) counts on.
     fn step(&mut self) {
         let Some(old) = &mut self.old else {
             return;
         };
-        let end = (old.cursor + Self::STEP).min(old.table.num_buckets());
-        for index in old.cursor..end {
-            if let Ok(found) = old.table.get_bucket_entry(index) {
+        let end = (old.cursor + Self::SCAN).min(old.table.num_buckets());
+        let mut moved = 0;
+        while old.cursor < end && moved < Self::STEP {
+            if let Ok(found) = old.table.get_bucket_entry(old.cursor) {
                 let (slot, _) = found.remove();
                 add(&mut self.table, slot);
+                moved += 1;
             }
+            old.cursor += 1;
         }
-        old.cursor = end;
         if old.table.is_empty() {
             self.drop_old();
         }
@@ -329,8 +357,9 @@ impl Shard {
 ///   its TTL is never forgotten to make room, since forgetting it would let a replay through.
 ///   Size it for your peak rate times the TTL.
 /// - Growing never stops a call for long: a full table is replaced by a larger one and its
-///   entries move a few at a time with the keys added after it, so no call moves more than
-///   16 entries.
+///   entries move a few at a time with the calls after it, so no call moves more than 16
+///   entries. Tables shrink the same way once most of their keys have expired, so memory
+///   follows the keys held down after a peak, not only up.
 /// - Clones share the same entries.
 ///
 /// ```
@@ -481,6 +510,11 @@ impl ReplayStore for MemoryStore {
                 }
             }
         };
+        if answer != Ok(Begin::Started) {
+            // No key added, so no move stepped: a call that only asks steps too, so that a
+            // table being emptied is let go even once keys stop arriving.
+            shard.entries.step();
+        }
         unlock(shard);
         StoreFuture::ready(answer)
     }
@@ -724,25 +758,27 @@ mod tests {
         assert!(records.chunks.is_empty());
     }
 
-    /// A random walk over a key space that fills, churns and drains, against a `HashMap`.
+    /// A random walk over a key space that fills, churns, drains and fills again, against a
+    /// `HashMap`.
     #[test]
-    fn the_table_agrees_with_a_map_and_grows_a_few_entries_at_a_time() {
+    fn the_table_agrees_with_a_map_and_resizes_a_few_entries_at_a_time() {
         let mut entries = Entries::default();
         let mut model = std::collections::HashMap::new();
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         // Distinct keys whose low bits (the table's hash) vary: an odd multiplier is a bijection.
         let key = |k: u64| u128::from(k).wrapping_mul(0x2545_f491_4f6c_dd1d_0000_0000_0000_0001);
-        let mut grows = 0;
-        for step in 0..300_000u64 {
+        let (mut grows, mut shrinks) = (0, 0);
+        for step in 0..400_000u64 {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let k = key(seed % 40_000);
-            // Percent of inserts: fill, then churn, then drain.
-            let inserts = [85, 50, 10][(step / 100_000) as usize];
+            // Percent of inserts: fill, churn, drain, fill again.
+            let inserts = [85, 50, 10, 85][(step / 100_000) as usize];
             let buckets = entries.table.num_buckets();
             let full = entries.table.len() == entries.table.capacity();
             let new_key = entries.get(k).is_none();
+            let in_table = entries.table.find(hash(k), |s| s.key == k).is_some();
             let moving = entries.old.as_ref().map_or(0, |old| old.table.len());
             let adds = (seed >> 32) % 100 < inserts;
             if adds {
@@ -758,10 +794,18 @@ mod tests {
             }
             assert_eq!(entries.get(k), model.get(&k).copied());
             assert_eq!(entries.len(), model.len());
-            // `table` is replaced only when a new key finds it full, and never grows in place,
-            // so no call moves more than a step's entries (plus the key itself).
+            // `table` is replaced only when a new key finds it full, or a removal leaves it an
+            // eighth full while no move is on, and never grows in place, so no call moves more
+            // than a step's entries (plus the key itself).
+            let sparse = moving == 0
+                && in_table
+                && buckets >= Entries::SHRINK_FROM
+                && entries.table.len() * 8 <= buckets;
             if adds && new_key && full {
                 grows += 1;
+            } else if !adds && sparse {
+                shrinks += 1;
+                assert!(entries.table.num_buckets() <= buckets / 4, "step {step}");
             } else {
                 assert_eq!(entries.table.num_buckets(), buckets, "step {step}");
             }
@@ -778,6 +822,7 @@ mod tests {
             }
         }
         assert!(grows > 10, "{grows}");
+        assert!(shrinks >= 1, "{shrinks}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -802,6 +847,46 @@ mod tests {
                 Ok(want)
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_gives_its_tables_back_as_its_keys_expire() {
+        let store = MemoryStore::with_shards(100_000, 1);
+        for i in 0..50_000u32 {
+            let (key, token) = (format!("evt_{i}"), Token(u128::from(i)));
+            store.begin(&key, token, LEASE).await.unwrap();
+            store.complete(&key, token, TTL).await.unwrap();
+        }
+        let buckets = || lock(&store.inner.shards[0]).entries.table.num_buckets();
+        let peak = buckets();
+        assert!(peak >= 50_000, "{peak}");
+        // Expired keys are reclaimed as calls arrive, four records per call, even when the
+        // calls add no key: here all ask about one key, done for longer.
+        store.begin("probe", Token(1), LEASE).await.unwrap();
+        store.complete("probe", Token(1), TTL * 2).await.unwrap();
+        tokio::time::advance(TTL).await;
+        for _ in 0..30_000 {
+            assert_eq!(store.begin("probe", Token(2), LEASE).await, Ok(Begin::Done));
+        }
+        assert_eq!(store.len(), 1);
+        assert!(buckets() < Entries::SHRINK_FROM, "{peak} to {}", buckets());
+        {
+            let shard = lock(&store.inner.shards[0]);
+            assert!(shard.entries.old.is_none() && shard.entries.drained.is_none());
+        }
+        // And it grows again.
+        for i in 0..20_000u32 {
+            let key = format!("new_{i}");
+            assert_eq!(store.begin(&key, Token(2), LEASE).await, Ok(Begin::Started));
+        }
+        for i in 0..20_000u32 {
+            let key = format!("new_{i}");
+            assert_eq!(
+                store.begin(&key, Token(3), LEASE).await,
+                Ok(Begin::InFlight)
+            );
+        }
+        assert_eq!(store.len(), 20_001);
     }
 
     #[tokio::test(start_paused = true)]
