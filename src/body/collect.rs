@@ -10,7 +10,7 @@ use http::header::CONTENT_LENGTH;
 use http::HeaderMap;
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 use super::BodyLimits;
 use crate::Rejection;
@@ -20,15 +20,15 @@ pin_project! {
     ///
     /// A body that arrives as one chunk is kept as it is (no copy); otherwise the chunks are
     /// copied into one buffer. More than the limit is never held: the chunk that would pass it
-    /// ends the read with 413. The deadline covers the whole body, from `start`; its timer is
-    /// only set up the first time the body is not ready, so a body that is already complete
-    /// (the common case behind hyper) costs no timer.
+    /// ends the read with 413. The deadline covers the whole body, from the first time it is
+    /// not ready: what was already there when it was first polled took no waiting for the
+    /// peer, so a body that is already complete (the common case behind hyper) costs neither a
+    /// timer nor a clock read.
     pub(crate) struct Collect<B> {
         #[pin]
         body: B,
         #[pin]
         deadline: Option<Sleep>,
-        started: Instant,
         timeout: Duration,
         first: Option<Bytes>,
         rest: BytesMut,
@@ -55,7 +55,6 @@ impl<B: Body> Collect<B> {
         Ok(Self {
             body,
             deadline: None,
-            started: Instant::now(),
             timeout: limits.get_timeout(),
             first: None,
             rest: BytesMut::new(),
@@ -87,12 +86,8 @@ impl<B: Body> Future for Collect<B> {
                 Poll::Ready(frame) => frame,
                 Poll::Pending => {
                     if this.deadline.is_none() {
-                        let sleep = match this.started.checked_add(*this.timeout) {
-                            Some(at) => tokio::time::sleep_until(at),
-                            // Beyond the clock's range: Tokio clamps it to its far future.
-                            None => tokio::time::sleep(*this.timeout),
-                        };
-                        this.deadline.set(Some(sleep));
+                        // Beyond the clock's range, Tokio clamps it to its far future.
+                        this.deadline.set(Some(tokio::time::sleep(*this.timeout)));
                     }
                     if let Some(deadline) = this.deadline.as_mut().as_pin_mut() {
                         ready!(deadline.poll(cx));
@@ -209,15 +204,40 @@ mod tests {
     async fn deadline_covers_the_whole_body() {
         let (mut tx, body) = Channel::<Bytes, Infallible>::new(4);
         let limits = BodyLimits::new().timeout(Duration::from_secs(10));
-        let collect = tokio::spawn(Collect::start(body, &HeaderMap::new(), &limits).unwrap());
-        // One byte every 3 seconds: each chunk is prompt, the whole body is not.
-        for _ in 0..4 {
+        let start = tokio::time::Instant::now();
+        let collect = tokio::spawn(async move {
+            let got = Collect::start(body, &HeaderMap::new(), &limits)
+                .unwrap()
+                .await;
+            (got, start.elapsed())
+        });
+        // One byte every 3 seconds, then the last one: each chunk is prompt, the whole body is
+        // not, and it ends when 10 seconds have passed since it was first waited for.
+        for _ in 0..5 {
             if tx.send_data(Bytes::from_static(b"x")).await.is_err() {
                 break;
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
-        assert_eq!(collect.await.unwrap(), Err(Rejection::BodyTimeout));
+        let (got, took) = collect.await.unwrap();
+        assert_eq!(got, Err(Rejection::BodyTimeout));
+        assert_eq!(took, Duration::from_secs(10));
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_already_complete_sets_no_deadline() {
+        let (mut tx, body) = Channel::<Bytes, Infallible>::new(4);
+        tx.send_data(Bytes::from_static(b"abc")).await.unwrap();
+        drop(tx);
+        let mut collect =
+            std::pin::pin!(Collect::start(body, &HeaderMap::new(), &limits(5)).unwrap());
+        let got = std::future::poll_fn(|cx| match collect.as_mut().poll(cx) {
+            Poll::Ready(got) => Poll::Ready(got),
+            Poll::Pending => panic!("a complete body is read in one poll"),
+        });
+        assert_eq!(got.await, Ok(Bytes::from_static(b"abc")));
+        assert!(collect.deadline.is_none());
     }
 
     #[tokio::test]

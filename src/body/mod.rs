@@ -187,7 +187,9 @@ impl BodyLimits {
         self
     }
 
-    /// Sets the time the whole body may take to arrive; a slower one answers 408.
+    /// Sets the time the whole body may take to arrive; a slower one answers 408. The time
+    /// runs from the first moment the body has to be waited for: what had already arrived
+    /// when reading began cost the peer no time.
     #[must_use]
     pub const fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
