@@ -63,8 +63,7 @@ fn add(table: &mut HashTable<Slot>, slot: Slot) {
 ///
 /// A table left mostly empty as keys expire is replaced the same way, by one a quarter of its
 /// size or less (see [`sparse`](Self::sparse)), so a shard's memory follows its keys down after
-/// a peak.
-/// Keys may then stop arriving, so a `begin` that adds no key takes a step too.
+/// a peak. Keys may then stop arriving, so a `begin` that adds no key takes a step too.
 ///
 /// A key is in one table or the other, never both; lookups try `table` first.
 #[derive(Debug, Default)]
@@ -86,13 +85,14 @@ struct Old {
 }
 
 impl Entries {
-    /// Entries of `old` moved per key added (or `begin` that adds none), at most. Larger steps end a move sooner, so
-    /// fewer lookups of absent keys try both tables. Filling a store of 10M to 2M keys took 4
-    /// to 6% longer in all than with tables that grow in one go at steps of 8 buckets, and 2
-    /// to 3% at 16 or 32. `MemoryStore`'s documentation gives this number.
+    /// Entries of `old` moved per key added (or per `begin` that adds none), at most. Larger
+    /// steps end a move sooner, so fewer lookups of absent keys try both tables. Filling a
+    /// store of 10M to 2M keys took 4 to 6% longer in all than with tables that grow in one go
+    /// at steps of 8 buckets, and 2 to 3% at 16 or 32. `MemoryStore`'s documentation gives
+    /// this number.
     const STEP: usize = 16;
 
-    /// Buckets of `old` one key added may scan for its `STEP` entries. After a shrink `old`
+    /// Buckets of `old` one step may scan for its `STEP` entries. After a shrink `old`
     /// is at most an eighth full, so scanning only `STEP` buckets would move about two
     /// entries per key and keep the large table for a long time at a low rate.
     const SCAN: usize = 128;
