@@ -132,13 +132,7 @@ fn main() {
 /// entries into larger tables, a few at a time, and the slowest show how many at most. Then
 /// lets every key expire and prints what the store holds once calls have reclaimed them.
 fn fill_memory_store() {
-    // The store's clock is paused, so that its keys can expire without waiting an hour; the
-    // calls are timed on the real clock.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let rt = paused_runtime();
     let _guard = rt.enter();
     let mut cycles = Vec::with_capacity(1_000_000);
     let live = LIVE.load(Ordering::Relaxed);
@@ -209,11 +203,7 @@ fn fill_memory_store() {
 /// its done mark's, at the end of its TTL).
 fn steady_memory_store() {
     const KEYS: u64 = 1_000_000;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let rt = paused_runtime();
     let _guard = rt.enter();
     let store = MemoryStore::new(2 * KEYS as usize);
     let mut per_call = Vec::new();
@@ -242,4 +232,14 @@ fn steady_memory_store() {
         per_call[2] / per_call[0],
         store.len()
     );
+}
+
+/// A runtime whose clock is paused, so that a memory store's keys can expire without waiting
+/// for their TTL; the calls are still timed on the real clock.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
 }
