@@ -5,6 +5,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
+use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -29,8 +30,63 @@ fn halves(value: u128) -> Halves {
 struct Entry {
     /// Milliseconds since the store was created.
     expires: u64,
-    /// The token of the attempt holding the key in flight; `None` once done.
-    holder: Option<Halves>,
+    /// The attempt holding the key in flight; `None` once done.
+    holder: Option<Lease>,
+}
+
+/// An in-flight mark: who holds it, and where the record that would end it is queued, so that
+/// completing or releasing it cancels that record (see [`Records::cancel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lease {
+    token: Halves,
+    record: Place,
+}
+
+// An entry, with its in-flight mark's token and record place, stays 32 bytes: `Place` is never
+// zero, which leaves `Option<Lease>` the room to say `None`.
+const _: () = assert!(std::mem::size_of::<Slot>() == 48);
+
+/// Where a record is queued: its queue, the number of its chunk and its index in the chunk,
+/// packed in 64 bits. Records never move while queued, so a place stays right until the record
+/// is popped; [`Records::cancel`] also checks that it still holds the record meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place(NonZeroU64);
+
+impl Place {
+    const QUEUE_BITS: u32 = 2;
+    const INDEX_BITS: u32 = 10;
+    /// Set in every place; its absence means none.
+    const SOME: u64 = 1 << 63;
+    /// No place: the record went to the heap of further TTLs, where it cannot be reached.
+    const NONE: Self = Self(NonZeroU64::MIN);
+
+    fn new(queue: usize, (chunk, index): (u64, usize)) -> Self {
+        const {
+            assert!(QUEUES <= 1 << Place::QUEUE_BITS);
+            assert!(Records::CHUNK <= 1 << Place::INDEX_BITS);
+        }
+        let shift = Self::QUEUE_BITS + Self::INDEX_BITS;
+        // 2^51 chunks of at least eight records: never reached, but if it were, no place.
+        if chunk >= 1 << (63 - shift) {
+            return Self::NONE;
+        }
+        let packed =
+            Self::SOME | chunk << shift | (index as u64) << Self::QUEUE_BITS | queue as u64;
+        NonZeroU64::new(packed).map_or(Self::NONE, Self)
+    }
+
+    /// The queue, chunk number and index, unless this is no place.
+    fn get(self) -> Option<(usize, u64, usize)> {
+        let packed = self.0.get();
+        if packed & Self::SOME == 0 {
+            return None;
+        }
+        let mask = |bits: u32| (1u64 << bits) - 1;
+        let queue = (packed & mask(Self::QUEUE_BITS)) as usize;
+        let index = (packed >> Self::QUEUE_BITS & mask(Self::INDEX_BITS)) as usize;
+        let chunk = (packed & !Self::SOME) >> (Self::QUEUE_BITS + Self::INDEX_BITS);
+        Some((queue, chunk, index))
+    }
 }
 
 /// A key and its entry, as the table holds them.
@@ -108,6 +164,15 @@ impl Entries {
             .map(|slot| slot.entry)
     }
 
+    fn get_mut(&mut self, key: KeyHash) -> Option<&mut Entry> {
+        let same = |slot: &Slot| slot.key == key;
+        let slot = match self.table.find_mut(hash(key), same) {
+            Some(slot) => slot,
+            None => self.old.as_mut()?.table.find_mut(hash(key), same)?,
+        };
+        Some(&mut slot.entry)
+    }
+
     /// Sets the entry of `key`, adding the key if it is new.
     fn insert(&mut self, key: KeyHash, entry: Entry) {
         let same = |slot: &Slot| slot.key == key;
@@ -119,25 +184,34 @@ impl Entries {
         }
         match self.table.find_entry(hash(key), same) {
             Ok(mut found) => found.get_mut().entry = entry,
-            Err(_) => {
-                if self.table.len() == self.table.capacity() {
-                    self.resize();
-                }
-                add(&mut self.table, Slot { key, entry });
-                self.step();
-            }
+            Err(_) => self.add_new(key, entry),
         }
     }
 
+    /// Adds `key`, which neither table holds, without looking for it first.
+    fn add_new(&mut self, key: KeyHash, entry: Entry) {
+        debug_assert!(self.get(key).is_none());
+        if self.table.len() == self.table.capacity() {
+            self.resize();
+        }
+        add(&mut self.table, Slot { key, entry });
+        self.step();
+    }
+
     fn remove(&mut self, key: KeyHash) {
-        let same = |slot: &Slot| slot.key == key;
-        if let Ok(found) = self.table.find_entry(hash(key), same) {
+        self.remove_where(key, |_| true);
+    }
+
+    /// Removes `key` if its entry passes `check`.
+    fn remove_where(&mut self, key: KeyHash, check: impl Fn(&Entry) -> bool) {
+        let this = |slot: &Slot| slot.key == key && check(&slot.entry);
+        if let Ok(found) = self.table.find_entry(hash(key), this) {
             found.remove();
             if self.sparse() {
                 self.resize();
             }
         } else if let Some(old) = &mut self.old {
-            if let Ok(found) = old.table.find_entry(hash(key), same) {
+            if let Ok(found) = old.table.find_entry(hash(key), this) {
                 found.remove();
                 if old.table.is_empty() {
                     self.drop_old();
@@ -212,16 +286,33 @@ impl Entries {
 }
 
 /// When the entry of `key` expires, as it was set. An entry changed since (completed, released,
-/// set again) has another expiry, so its old records are skipped when they come due.
+/// set again) has another expiry, so its old records are skipped when they come due; an
+/// in-flight mark that is completed or released cancels its record at once, so that skipping
+/// it costs no lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Record {
+    /// Milliseconds since the store was created, and [`CANCELLED`](Self::CANCELLED).
     expires: u64,
     key: Halves,
 }
 
 impl Record {
+    /// Set in `expires` once the record's entry was completed or released. Queues stay in
+    /// order of [`due`](Self::due), which ignores it.
+    const CANCELLED: u64 = 1 << 63;
+    /// The latest expiry an entry is given: 292 million years after the store was created.
+    const LATEST: u64 = Self::CANCELLED - 1;
+
     fn key(&self) -> KeyHash {
         u128::from(self.key[0]) << 64 | u128::from(self.key[1])
+    }
+
+    fn due(&self) -> u64 {
+        self.expires & !Self::CANCELLED
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.expires & Self::CANCELLED != 0
     }
 }
 
@@ -240,10 +331,29 @@ struct Queue {
 /// them, which held a shard's lock for a millisecond or more once a queue held tens of
 /// thousands of records (see `BENCHMARKS.md`). A chunk is freed as soon as it is drained, so
 /// memory follows the queue's length down as well as up.
+///
+/// Since no record moves, each has a fixed place until it is popped: the number of its chunk
+/// (chunks are numbered in the order they are added) and its index in the chunk.
 #[derive(Debug, Default)]
 struct Records {
-    chunks: VecDeque<VecDeque<Record>>,
+    chunks: VecDeque<Chunk>,
+    /// The number of the first chunk in `chunks`.
+    first: u64,
     len: usize,
+}
+
+#[derive(Debug)]
+struct Chunk {
+    /// Filled up to its first capacity, never past it.
+    records: Vec<Record>,
+    /// Records before this index have been popped.
+    head: usize,
+}
+
+impl Chunk {
+    fn is_drained(&self) -> bool {
+        self.head == self.records.len()
+    }
 }
 
 impl Records {
@@ -252,40 +362,77 @@ impl Records {
     const CHUNK: usize = 1024;
 
     fn front(&self) -> Option<&Record> {
-        self.chunks.front().and_then(VecDeque::front)
+        let chunk = self.chunks.front()?;
+        chunk.records.get(chunk.head)
     }
 
     fn back(&self) -> Option<&Record> {
-        self.chunks.back().and_then(VecDeque::back)
+        self.chunks.back()?.records.last()
     }
 
-    fn push_back(&mut self, record: Record) {
-        match self.chunks.back_mut() {
-            Some(chunk) if chunk.len() < chunk.capacity() => chunk.push_back(record),
+    /// Queues `record`, and answers its chunk's number and its index there.
+    fn push_back(&mut self, record: Record) -> (u64, usize) {
+        let chunk = match self.chunks.back_mut() {
+            Some(chunk) if chunk.records.len() < chunk.records.capacity() => chunk,
             _ => {
-                let mut chunk = VecDeque::with_capacity(self.len.clamp(8, Self::CHUNK));
-                chunk.push_back(record);
-                self.chunks.push_back(chunk);
+                let records = Vec::with_capacity(self.len.clamp(8, Self::CHUNK));
+                self.chunks.push_back(Chunk { records, head: 0 });
+                self.chunks.back_mut().expect("just pushed")
             }
-        }
+        };
+        chunk.records.push(record);
+        let index = chunk.records.len() - 1;
         self.len += 1;
+        (self.first + self.chunks.len() as u64 - 1, index)
     }
 
     fn pop_front(&mut self) -> Option<Record> {
         let chunk = self.chunks.front_mut()?;
-        let record = chunk.pop_front();
-        // No chunk is kept empty, so the first chunk's front is the queue's front.
-        if chunk.is_empty() {
+        let record = *chunk.records.get(chunk.head)?;
+        chunk.head += 1;
+        // No chunk is kept drained, so the first chunk's head is the queue's front.
+        if chunk.is_drained() {
             self.chunks.pop_front();
+            self.first += 1;
         }
         self.len -= 1;
-        record
+        Some(record)
+    }
+
+    /// Cancels the record at `index` of chunk number `chunk`, if it is still queued and is
+    /// `record`; answers whether it did.
+    fn cancel(&mut self, chunk: u64, index: usize, record: Record) -> bool {
+        let Some(chunk) = chunk
+            .checked_sub(self.first)
+            .and_then(|i| self.chunks.get_mut(usize::try_from(i).ok()?))
+        else {
+            return false;
+        };
+        match chunk.records.get_mut(index) {
+            Some(queued) if index >= chunk.head && *queued == record => {
+                queued.expires |= Record::CANCELLED;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = &Record> {
+        self.chunks.iter().flat_map(|c| &c.records[c.head..])
     }
 }
 
+/// A shard: its entries, and the records that say when each expires.
 #[derive(Debug, Default)]
 struct Shard {
     entries: Entries,
+    expiry: Expiry,
+}
+
+/// Expiry records, read in the order they come due.
+#[derive(Debug, Default)]
+struct Expiry {
     /// One queue per TTL: every record of a queue expires `ttl` after it was written, so
     /// appending keeps it in expiry order and reclaiming reads only its front. Both are O(1).
     queues: Vec<Queue>,
@@ -293,57 +440,137 @@ struct Shard {
     others: BinaryHeap<Reverse<Record>>,
 }
 
-impl Shard {
-    /// Removes up to `max` records that have come due by `now`, with their entries.
-    fn reclaim(&mut self, now: u64, max: usize) {
-        for _ in 0..max {
-            let Some(record) = self.pop_due(now) else {
-                break;
-            };
-            if self.entries.get(record.key()).map(|e| e.expires) == Some(record.expires) {
-                self.entries.remove(record.key());
-            }
-        }
-    }
-
-    fn pop_due(&mut self, now: u64) -> Option<Record> {
-        for queue in &mut self.queues {
-            if queue.records.front().is_some_and(|r| r.expires <= now) {
-                return queue.records.pop_front();
-            }
-        }
-        match self.others.peek() {
-            Some(Reverse(r)) if r.expires <= now => self.others.pop().map(|Reverse(r)| r),
-            _ => None,
-        }
-    }
-
-    fn live(&self, key: KeyHash, now: u64) -> Option<Entry> {
-        self.entries.get(key).filter(|e| e.expires > now)
-    }
-
-    /// Sets the entry of `key` to expire `ttl` milliseconds after `now`.
-    fn set(&mut self, key: KeyHash, holder: Option<Halves>, ttl: u64, now: u64) {
-        let mut expires = now.saturating_add(ttl);
+impl Expiry {
+    /// Records that `key` expires `ttl` milliseconds after `now`, and answers when that is, as
+    /// entry and record agree, and where the record went.
+    fn push(&mut self, key: KeyHash, ttl: u64, now: u64) -> (u64, Place) {
+        let mut expires = now.saturating_add(ttl).min(Record::LATEST);
         let record = |expires| Record {
             expires,
             key: halves(key),
         };
-        if let Some(queue) = self.queues.iter_mut().find(|q| q.ttl == ttl) {
+        let queue = self
+            .queues
+            .iter_mut()
+            .enumerate()
+            .find(|(_, q)| q.ttl == ttl);
+        let place = if let Some((i, queue)) = queue {
             // Callers on other threads may read the clock in another order than they take the
             // lock: never let a record expire before the one in front of it.
             if let Some(last) = queue.records.back() {
-                expires = expires.max(last.expires);
+                expires = expires.max(last.due());
             }
-            queue.records.push_back(record(expires));
+            Place::new(i, queue.records.push_back(record(expires)))
         } else if self.queues.len() < QUEUES {
             let mut records = Records::default();
-            records.push_back(record(expires));
+            let place = Place::new(self.queues.len(), records.push_back(record(expires)));
             self.queues.push(Queue { ttl, records });
+            place
         } else {
             self.others.push(Reverse(record(expires)));
+            Place::NONE
+        };
+        (expires, place)
+    }
+
+    /// Cancels the record that [`push`](Self::push) put at `place` for `key` to expire at
+    /// `expires`, if it is still queued.
+    fn cancel(&mut self, key: KeyHash, expires: u64, place: Place) {
+        let Some((queue, chunk, index)) = place.get() else {
+            return;
+        };
+        if let Some(queue) = self.queues.get_mut(queue) {
+            let record = Record {
+                expires,
+                key: halves(key),
+            };
+            queue.records.cancel(chunk, index, record);
         }
-        self.entries.insert(key, Entry { expires, holder });
+    }
+
+    /// The next record due by `now`, if any.
+    fn pop_due(&mut self, now: u64) -> Option<Record> {
+        for queue in &mut self.queues {
+            if queue.records.front().is_some_and(|r| r.due() <= now) {
+                return queue.records.pop_front();
+            }
+        }
+        match self.others.peek() {
+            Some(Reverse(r)) if r.due() <= now => self.others.pop().map(|Reverse(r)| r),
+            _ => None,
+        }
+    }
+}
+
+impl Shard {
+    /// Removes up to `max` records that have come due by `now`, with their entries. A
+    /// cancelled record counts towards `max` but costs no lookup.
+    fn reclaim(&mut self, now: u64, max: usize) {
+        for _ in 0..max {
+            let Some(record) = self.expiry.pop_due(now) else {
+                break;
+            };
+            if record.is_cancelled() {
+                continue;
+            }
+            // Unless the entry changed since the record was written.
+            let written = |entry: &Entry| entry.expires == record.expires;
+            self.entries.remove_where(record.key(), written);
+        }
+    }
+
+    /// Marks `key` in flight for `token` until `lease` milliseconds after `now`. Unless
+    /// `replacing` (an expired entry of `key`), the key is new to both tables.
+    fn start(&mut self, key: KeyHash, token: Token, lease: u64, now: u64, replacing: bool) {
+        let (expires, record) = self.expiry.push(key, lease, now);
+        let holder = Some(Lease {
+            token: halves(token.0),
+            record,
+        });
+        let entry = Entry { expires, holder };
+        if replacing {
+            self.entries.insert(key, entry);
+        } else {
+            self.entries.add_new(key, entry);
+        }
+    }
+
+    /// The in-flight mark of `entry`, if it is live and `token` holds it.
+    fn lease(entry: &Entry, token: Token, now: u64) -> Option<Lease> {
+        let held = |lease: &Lease| entry.expires > now && lease.token == halves(token.0);
+        entry.holder.filter(held)
+    }
+
+    /// Turns `token`'s in-flight mark of `key` into *done* for `ttl` milliseconds after `now`;
+    /// answers whether `token` held it.
+    fn complete(&mut self, key: KeyHash, token: Token, ttl: u64, now: u64) -> bool {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return false;
+        };
+        let Some(lease) = Self::lease(entry, token, now) else {
+            return false;
+        };
+        // The lease's record would only be skipped when it came due, after a lookup.
+        self.expiry.cancel(key, entry.expires, lease.record);
+        let (expires, _) = self.expiry.push(key, ttl, now);
+        *entry = Entry {
+            expires,
+            holder: None,
+        };
+        true
+    }
+
+    /// Removes `token`'s in-flight mark of `key`; answers whether `token` held it.
+    fn release(&mut self, key: KeyHash, token: Token, now: u64) -> bool {
+        let Some(entry) = self.entries.get(key) else {
+            return false;
+        };
+        let Some(lease) = Self::lease(&entry, token, now) else {
+            return false;
+        };
+        self.expiry.cancel(key, entry.expires, lease.record);
+        self.entries.remove(key);
+        true
     }
 }
 
@@ -505,7 +732,7 @@ impl ReplayStore for MemoryStore {
                 if !replacing && shard.entries.len() >= self.inner.per_shard {
                     Err(StoreError::Full)
                 } else {
-                    shard.set(hash, Some(halves(token.0)), millis(lease), now);
+                    shard.start(hash, token, millis(lease), now, replacing);
                     Ok(Begin::Started)
                 }
             }
@@ -521,21 +748,14 @@ impl ReplayStore for MemoryStore {
 
     fn complete(&self, key: &str, token: Token, ttl: Duration) -> StoreFuture<bool> {
         let (mut shard, hash, now) = self.locate(key);
-        let held = shard.live(hash, now).and_then(|e| e.holder) == Some(halves(token.0));
-        if held {
-            shard.set(hash, None, millis(ttl), now);
-        }
+        let held = shard.complete(hash, token, millis(ttl), now);
         unlock(shard);
         StoreFuture::ready(Ok(held))
     }
 
     fn release(&self, key: &str, token: Token) -> StoreFuture<bool> {
         let (mut shard, hash, now) = self.locate(key);
-        let held = shard.live(hash, now).and_then(|e| e.holder) == Some(halves(token.0));
-        if held {
-            // Its expiry records are skipped when they come due.
-            shard.entries.remove(hash);
-        }
+        let held = shard.release(hash, token, now);
         unlock(shard);
         StoreFuture::ready(Ok(held))
     }
@@ -608,6 +828,126 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn completing_or_releasing_cancels_the_lease_record() {
+        let store = MemoryStore::new(10);
+        let state = || {
+            let shard = lock(&store.inner.shards[0]);
+            let cancelled = |q: usize| -> Vec<bool> {
+                shard.expiry.queues[q]
+                    .records
+                    .iter()
+                    .map(Record::is_cancelled)
+                    .collect()
+            };
+            (cancelled(0), cancelled(1))
+        };
+        store.begin("a", Token(1), LEASE).await.unwrap();
+        store.begin("b", Token(2), LEASE).await.unwrap();
+        store.begin("c", Token(3), LEASE).await.unwrap();
+        // Another token completes and releases nothing, and cancels nothing.
+        assert_eq!(store.complete("a", Token(9), TTL).await, Ok(false));
+        assert_eq!(store.release("b", Token(9)).await, Ok(false));
+        assert_eq!(store.complete("a", Token(1), TTL).await, Ok(true));
+        assert_eq!(store.release("b", Token(2)).await, Ok(true));
+        // Leases, then the done mark: only the lease of `c` is left to end an entry.
+        assert_eq!(state(), (vec![true, true, false], vec![false]));
+
+        // Cancelled records are popped when they come due, and ended nothing: `a` is still
+        // done. The live one ends `c`, whose holder never came back.
+        tokio::time::advance(LEASE).await;
+        assert_eq!(store.begin("a", Token(4), LEASE).await, Ok(Begin::Done));
+        assert_eq!(store.len(), 1, "only a is left");
+        assert_eq!(state(), (vec![], vec![false]));
+        assert_eq!(store.begin("c", Token(5), LEASE).await, Ok(Begin::Started));
+        // The lease of `c` that ran out can no longer be completed or cancel anything.
+        assert_eq!(store.complete("c", Token(3), TTL).await, Ok(false));
+        assert_eq!(state(), (vec![false], vec![false]));
+    }
+
+    /// Random begins, completes and releases over a few hundred keys, with two leases and
+    /// four TTLs (so that some records go to the heap) and time moving on, against a model of
+    /// what each key holds: every answer agrees, and once everything has expired no entry or
+    /// record is left behind.
+    #[tokio::test(start_paused = true)]
+    async fn the_store_agrees_with_a_model_of_leases_and_done_marks() {
+        #[derive(Clone, Copy)]
+        enum Held {
+            InFlight(Token),
+            Done,
+        }
+        let store = MemoryStore::with_shards(100_000, 2);
+        let mut model: std::collections::HashMap<u64, (Held, u64)> = Default::default();
+        let secs = Duration::from_secs;
+        let leases = [secs(60), secs(61)];
+        let ttls = [secs(30), secs(90), secs(120), secs(150)];
+        let mut seed = 0x51_7cc1_b727_220a_u64;
+        let (mut now, mut tokens) = (0u64, 0u128);
+        let mut answers = [0usize; 4];
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let k = seed % 300;
+            let key = format!("k{k}");
+            let live = model.get(&k).copied().filter(|&(_, expires)| expires > now);
+            let holder = match live {
+                Some((Held::InFlight(token), _)) if (seed >> 20) % 4 != 0 => token,
+                _ => Token(u128::MAX),
+            };
+            match (seed >> 10) % 8 {
+                0..=3 => {
+                    let lease = leases[(seed >> 30) as usize % 2];
+                    tokens += 1;
+                    let want = match live {
+                        Some((Held::Done, _)) => Begin::Done,
+                        Some((Held::InFlight(_), _)) => Begin::InFlight,
+                        None => {
+                            let expires = now + lease.as_millis() as u64;
+                            model.insert(k, (Held::InFlight(Token(tokens)), expires));
+                            Begin::Started
+                        }
+                    };
+                    answers[want as usize] += 1;
+                    assert_eq!(store.begin(&key, Token(tokens), lease).await, Ok(want));
+                }
+                4..=5 => {
+                    let ttl = ttls[(seed >> 30) as usize % 4];
+                    let held = holder != Token(u128::MAX);
+                    if held {
+                        model.insert(k, (Held::Done, now + ttl.as_millis() as u64));
+                        answers[3] += 1;
+                    }
+                    assert_eq!(store.complete(&key, holder, ttl).await, Ok(held));
+                }
+                6 => {
+                    let held = holder != Token(u128::MAX);
+                    if held {
+                        model.remove(&k);
+                    }
+                    assert_eq!(store.release(&key, holder).await, Ok(held));
+                }
+                _ => {
+                    let by = (seed >> 40) % 3_000;
+                    tokio::time::advance(Duration::from_millis(by)).await;
+                    now += by;
+                }
+            }
+        }
+        // Every kind of answer came up often.
+        assert!(answers.iter().all(|&n| n > 5_000), "{answers:?}");
+        tokio::time::advance(ttls[3]).await;
+        now += ttls[3].as_millis() as u64;
+        for shard in store.inner.shards.iter() {
+            let mut shard = lock(shard);
+            assert!(shard.expiry.queues.len() == QUEUES && !shard.expiry.others.is_empty());
+            shard.reclaim(now, usize::MAX);
+            assert_eq!(shard.entries.len(), 0, "an entry outlived its records");
+            assert!(shard.expiry.queues.iter().all(|q| q.records.len == 0));
+            assert!(shard.expiry.others.is_empty());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn any_number_of_ttls_expire_in_time() {
         let store = MemoryStore::new(100);
         // More TTLs than queues: the rest go to the heap, in any order.
@@ -637,31 +977,38 @@ mod tests {
         store.begin("last", Token(9), LEASE).await.unwrap();
         let shard = lock(&store.inner.shards[0]);
         assert_eq!(shard.entries.len(), 1, "everything else reclaimed");
-        assert!(shard.others.is_empty());
+        assert!(shard.expiry.others.is_empty());
     }
 
     #[test]
     fn records_of_one_ttl_stay_in_expiry_order() {
         let mut shard = Shard::default();
+        let records = |shard: &Shard, q: usize| -> Vec<u64> {
+            shard.expiry.queues[q]
+                .records
+                .iter()
+                .map(|r| r.expires)
+                .collect()
+        };
         // A caller that read the clock earlier but took the lock later.
-        shard.set(1, None, 1000, 500);
-        shard.set(2, None, 1000, 400);
-        let records: Vec<_> = shard.queues[0]
-            .records
-            .chunks
-            .iter()
-            .flatten()
-            .map(|r| r.expires)
-            .collect();
-        assert_eq!(records, [1500, 1500]);
+        shard.start(1, Token(1), 1000, 500, false);
+        shard.start(2, Token(2), 1000, 400, false);
+        assert_eq!(records(&shard, 0), [1500, 1500]);
         assert_eq!(
             shard.entries.get(2).unwrap().expires,
             1500,
             "entry and record agree"
         );
-        shard.reclaim(1499, usize::MAX);
+        // The same for the done marks; the leases' records are cancelled.
+        assert!(shard.complete(1, Token(1), 2000, 600));
+        assert!(shard.complete(2, Token(2), 2000, 550));
+        assert_eq!(records(&shard, 1), [2600, 2600]);
+        assert_eq!(shard.entries.get(2).unwrap().expires, 2600);
+        let cancelled = Record::CANCELLED | 1500;
+        assert_eq!(records(&shard, 0), [cancelled, cancelled]);
+        shard.reclaim(2599, usize::MAX);
         assert_eq!(shard.entries.len(), 2);
-        shard.reclaim(1500, usize::MAX);
+        shard.reclaim(2600, usize::MAX);
         assert_eq!(shard.entries.len(), 0);
     }
 
@@ -718,9 +1065,12 @@ mod tests {
     #[test]
     fn chunked_records_are_a_fifo_that_never_moves_a_record() {
         let mut records = Records::default();
+        // Every queued record, as it should be, with its place.
         let mut model = VecDeque::new();
+        let mut popped = None;
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = 0u64;
+        let mut cancelled = 0;
         for step in 0..200_000 {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -733,29 +1083,65 @@ mod tests {
                     key: [next, !next],
                 };
                 next += 1;
-                let chunks_before: Vec<_> = records.chunks.iter().map(VecDeque::capacity).collect();
-                records.push_back(record);
-                model.push_back(record);
-                // Existing chunks keep their size: none grew, so no record was copied.
-                let chunks_after: Vec<_> = records.chunks.iter().map(VecDeque::capacity).collect();
-                assert_eq!(chunks_before[..], chunks_after[..chunks_before.len()]);
+                let chunks = |records: &Records| -> Vec<_> {
+                    (records.chunks.iter())
+                        .map(|c| (c.records.as_ptr(), c.records.capacity()))
+                        .collect()
+                };
+                let before = chunks(&records);
+                let place = records.push_back(record);
+                model.push_back((record, place));
+                // Existing chunks stay where they were, at their size: no record moved.
+                assert_eq!(before[..], chunks(&records)[..before.len()]);
             } else {
-                assert_eq!(records.pop_front(), model.pop_front());
+                let want = model.pop_front();
+                assert_eq!(records.pop_front(), want.map(|(record, _)| record));
+                popped = want.or(popped);
+            }
+            // Now and then a queued record is cancelled at its place, which must hold it and
+            // no other.
+            if (seed >> 40) % 4 == 0 && !model.is_empty() {
+                let i = (seed >> 20) as usize % model.len();
+                let (record, (chunk, index)) = &mut model[i];
+                let other = Record {
+                    key: [0, 0],
+                    ..*record
+                };
+                assert!(!records.cancel(*chunk, *index, other));
+                assert!(records.cancel(*chunk, *index, *record), "step {step}");
+                record.expires |= Record::CANCELLED;
+                assert!(record.is_cancelled() && record.due() == record.key[0]);
+                cancelled += 1;
+            }
+            // A popped record's place holds nothing any more, whether its chunk is gone or not.
+            if let Some((record, (chunk, index))) = popped {
+                assert!(!records.cancel(chunk, index, record), "step {step}");
             }
             assert_eq!(records.len, model.len());
-            assert_eq!(records.front(), model.front());
-            assert_eq!(records.back(), model.back());
-            assert!(records.chunks.iter().all(|c| !c.is_empty()));
+            assert_eq!(records.front(), model.front().map(|(record, _)| record));
+            assert_eq!(records.back(), model.back().map(|(record, _)| record));
+            assert!(records.chunks.iter().all(|c| !c.is_drained()));
         }
+        assert!(cancelled > 10_000, "{cancelled}");
         assert!(records
             .chunks
             .iter()
-            .all(|c| c.capacity() <= Records::CHUNK));
-        while let Some(record) = model.pop_front() {
+            .all(|c| c.records.capacity() <= Records::CHUNK));
+        while let Some((record, _)) = model.pop_front() {
             assert_eq!(records.pop_front(), Some(record));
         }
         assert_eq!(records.pop_front(), None);
         assert!(records.chunks.is_empty());
+    }
+
+    #[test]
+    fn a_place_packs_its_queue_chunk_and_index() {
+        for (queue, chunk, index) in [(0, 0, 0), (3, 1 << 50, 1023), (1, 12_345, 7)] {
+            let place = Place::new(queue, (chunk, index));
+            assert_eq!(place.get(), Some((queue, chunk, index)));
+        }
+        assert_eq!(Place::new(0, (1 << 51, 0)), Place::NONE);
+        assert_eq!(Place::NONE.get(), None);
     }
 
     /// A random walk over a key space that fills, churns, drains in two steps and fills again,
