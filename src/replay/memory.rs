@@ -173,18 +173,12 @@ impl Entries {
         Some(&mut slot.entry)
     }
 
-    /// Sets the entry of `key`, adding the key if it is new.
+    /// Sets the entry of `key` where it is (a key still in `old` moves with the next steps, as
+    /// any other), adding the key if it is new.
     fn insert(&mut self, key: KeyHash, entry: Entry) {
-        let same = |slot: &Slot| slot.key == key;
-        if let Some(old) = &mut self.old {
-            // A key still in `old` moves now, with its new entry.
-            if let Ok(found) = old.table.find_entry(hash(key), same) {
-                found.remove();
-            }
-        }
-        match self.table.find_entry(hash(key), same) {
-            Ok(mut found) => found.get_mut().entry = entry,
-            Err(_) => self.add_new(key, entry),
+        match self.get_mut(key) {
+            Some(found) => *found = entry,
+            None => self.add_new(key, entry),
         }
     }
 
