@@ -16,11 +16,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-# start NAME ENV... : starts a server on core 0 on a free port; prints its URL.
+# start NAME ENV... : starts a server on core 0 on a free port; prints its PID and URL. It runs
+# in a subshell (`< <(start ...)`), so the caller records the PID for `cleanup`.
 start() {
   local name="$1"; shift
   env -i PATH="$PATH" BIND_ADDR=127.0.0.1:0 "$@" taskset -c 0 "$bin/$name" >"$tmp/$name.out" 2>/dev/null &
-  pids+=("$!")
   for _ in $(seq 100); do
     if grep -q '^listening on ' "$tmp/$name.out" 2>/dev/null; then break; fi
     sleep 0.05
@@ -29,9 +29,11 @@ start() {
 }
 
 read -r bare_pid bare_url < <(start bare)
+pids+=("$bare_pid")
 # Room for every event of the runs (each request is a new event): the store never fills.
 read -r full_pid full_url < <(start receiver ALLOW_CIDRS=127.0.0.0/8 RATE_PER_SEC=1000000000 \
   REPLAY_STORE=memory REPLAY_MAX_ENTRIES=10000000)
+pids+=("$full_pid")
 ticks="$(getconf CLK_TCK)"
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
