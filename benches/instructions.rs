@@ -18,8 +18,8 @@
 //! The stack's fixed cost is `stack - handler - hmac`, the verifier's `verify - hmac`. Under
 //! valgrind `sha2` takes its software path, the same in every mode, so it cancels out.
 //!
-//! `cargo bench --bench instructions` alone runs every mode once over a few inputs (a check
-//! that they work) and prints nothing but this usage.
+//! `cargo bench --bench instructions` alone runs every mode over a few inputs (a check that
+//! they work) and prints one line pointing here.
 
 use std::convert::Infallible;
 use std::hint::black_box;
