@@ -39,11 +39,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use axum::extract::Request;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Extension, Router};
+use axum::{Extension, Router, ServiceExt};
+use http_body_util::Either;
 use tower::{Layer, Service, ServiceBuilder};
 use tower_webhook::buffer::BufferBodyLayer;
 use tower_webhook::replay::{MemoryStore, RedisStore, ReplayLayer};
@@ -120,7 +122,14 @@ fn replay(verifier: &Verifier) -> Result<Option<ReplayLayer>, support::Error> {
         .map_err(|e| format!("REPLAY_TTL_SECS: {e}"))
 }
 
-fn app() -> Result<Router, support::Error> {
+/// The receiver: the stack around a router with one route, answering axum's `Response`.
+fn app() -> Result<
+    impl Service<Request, Response = Response, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static,
+    support::Error,
+> {
     let scheme = support::scheme()?;
     let secrets = support::secrets().unwrap_or_else(|| {
         eprintln!(
@@ -142,25 +151,32 @@ fn app() -> Result<Router, support::Error> {
         ..Failures::default()
     };
     let network = support::network()?;
-    // One `Router::layer` for the whole stack: axum boxes the route and clones it on every
-    // request once per `layer` call, which costs more than some of the layers themselves.
+    let router = Router::new()
+        .route("/webhook", post(accept))
+        .with_state(failures);
+    // The stack wraps the whole router rather than going in through `Router::layer`, which
+    // boxes the layered route, and clones that box and the handler's box inside it on every
+    // request. axum clones the service it serves for each request too: here that is a few
+    // `Arc`s and the router's own. Every path goes through the stack: a receiver has no route
+    // for anyone but signed senders.
     let stack = ServiceBuilder::new()
+        .map_response(IntoResponse::into_response)
         .layer(network.resolve)
         .layer(Maybe(network.allow))
         .layer(Maybe(network.rate))
         .layer(BufferBodyLayer::new().max_bytes(max_body))
         .layer(VerifyLayer::new(verifier))
-        .layer(Maybe(replay));
-    Ok(Router::new()
-        .route("/webhook", post(accept))
-        .with_state(failures)
-        .layer(stack))
+        .layer(Maybe(replay))
+        .service(router);
+    Ok(stack)
 }
 
 /// A layer switched on or off by the settings, as one type either way so that the stack is
-/// built once; its answers are axum's `Response`. (tower's `option_layer` gives an `Either`,
-/// which needs both branches to answer the same type; with a layer on, the response body is
-/// the layer's own type, so the branches differ until both are turned into a `Response`.)
+/// built once. tower's `option_layer` gives an `Either` service, which needs both branches to
+/// answer the same type; with a layer on, the response body is the layer's own type, so the
+/// branches differ. Here the answer's body is `http_body_util::Either` of the two: turning each
+/// into axum's `Response` instead would box a body at every optional layer, on every request,
+/// and make each poll of the response body go through one more box per layer.
 #[derive(Clone)]
 struct Maybe<L>(Option<L>);
 
@@ -181,14 +197,12 @@ enum MaybeService<A, B> {
     Off(B),
 }
 
-impl<A, B, Req> Service<Req> for MaybeService<A, B>
+impl<A, B, Req, BodyA, BodyB> Service<Req> for MaybeService<A, B>
 where
-    A: Service<Req, Error = Infallible>,
-    A::Response: IntoResponse,
-    B: Service<Req, Error = Infallible>,
-    B::Response: IntoResponse,
+    A: Service<Req, Response = http::Response<BodyA>, Error = Infallible>,
+    B: Service<Req, Response = http::Response<BodyB>, Error = Infallible>,
 {
-    type Response = Response;
+    type Response = http::Response<Either<BodyA, BodyB>>;
     type Error = Infallible;
     type Future = MaybeFuture<A::Future, B::Future>;
 
@@ -219,19 +233,17 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<A, B, RA, RB> Future for MaybeFuture<A, B>
+impl<A, B, BodyA, BodyB> Future for MaybeFuture<A, B>
 where
-    A: Future<Output = Result<RA, Infallible>>,
-    B: Future<Output = Result<RB, Infallible>>,
-    RA: IntoResponse,
-    RB: IntoResponse,
+    A: Future<Output = Result<http::Response<BodyA>, Infallible>>,
+    B: Future<Output = Result<http::Response<BodyB>, Infallible>>,
 {
-    type Output = Result<Response, Infallible>;
+    type Output = Result<http::Response<Either<BodyA, BodyB>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(Ok(match self.project() {
-            MaybeProj::On { future } => ready!(future.poll(cx))?.into_response(),
-            MaybeProj::Off { future } => ready!(future.poll(cx))?.into_response(),
+            MaybeProj::On { future } => ready!(future.poll(cx))?.map(Either::Left),
+            MaybeProj::Off { future } => ready!(future.poll(cx))?.map(Either::Right),
         }))
     }
 }
@@ -249,7 +261,7 @@ async fn main() {
     println!("listening on {bound}");
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
     )
     .await
     .unwrap_or_else(|e| support::exit_with(e));
