@@ -30,9 +30,8 @@ start() {
 
 read -r bare_pid bare_url < <(start bare)
 pids+=("$bare_pid")
-# Room for every event of the runs (each request is a new event): the store never fills.
-read -r full_pid full_url < <(start receiver ALLOW_CIDRS=127.0.0.0/8 RATE_PER_SEC=1000000000 \
-  REPLAY_STORE=memory REPLAY_MAX_ENTRIES=10000000)
+source benches/e2e_settings.sh
+read -r full_pid full_url < <(start receiver "${receiver_env[@]}")
 pids+=("$full_pid")
 ticks="$(getconf CLK_TCK)"
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }

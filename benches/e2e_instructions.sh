@@ -23,8 +23,7 @@ tmp="$(mktemp -d)"
 pid=""
 cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$tmp"; }
 trap cleanup EXIT
-receiver_env=(ALLOW_CIDRS=127.0.0.0/8 RATE_PER_SEC=1000000000 REPLAY_STORE=memory
-  REPLAY_MAX_ENTRIES=10000000)
+source benches/e2e_settings.sh
 servers=("bare=$bin/bare" "receiver=$bin/receiver" "$@")
 
 # count NAME EXECUTABLE: one run of one server; prints its requests and instructions per request.
