@@ -58,18 +58,15 @@ async fn accept(
     Extension(verified): Extension<Verified>,
     Extension(body): Extension<RawBody>,
 ) -> (StatusCode, &'static str) {
-    if failures.fail_first_time(verified.id()) {
-        eprintln!("simulated failure for id={}", verified.id().unwrap_or("-"));
+    let id = verified.id();
+    if failures.fail_first_time(id) {
+        eprintln!("simulated failure for id={}", id.unwrap_or("-"));
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             "{\"error\":\"simulated_failure\"}",
         );
     }
-    println!(
-        "accepted id={} bytes={}",
-        verified.id().unwrap_or("-"),
-        body.len()
-    );
+    println!("accepted id={} bytes={}", id.unwrap_or("-"), body.len());
     (StatusCode::OK, "{\"status\":\"accepted\"}")
 }
 
