@@ -260,7 +260,7 @@ impl Custom {
     pub(super) fn parse<'h>(
         &'h self,
         headers: &'h HeaderMap,
-        tags: &mut Tags,
+        tags: &mut Tags<'h>,
     ) -> Result<Signed<'h>, Rejection> {
         let sig_name = [&self.signature];
         let ts_name = self.timestamp.as_ref().map(|(name, _)| name);

@@ -43,7 +43,7 @@ use sha2::Sha256;
 
 pub use custom::{CustomBuilder, SecretEncoding, SignedContent, TimestampUnit};
 pub use parse::Encoding;
-pub(crate) use parse::{push_hex, Tag, Tags};
+pub(crate) use parse::{push_hex, Decoded, Tag, Tags};
 pub use signer::{SignError, Signer};
 
 use crate::Rejection;
@@ -192,7 +192,7 @@ impl Scheme {
     pub(crate) fn parse<'s, 'h>(
         &'s self,
         headers: &'h HeaderMap,
-        tags: &mut Tags,
+        tags: &mut Tags<'h>,
     ) -> Result<Signed<'h>, Rejection>
     where
         's: 'h,

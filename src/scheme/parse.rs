@@ -20,51 +20,81 @@ pub(crate) const MAX_TAGS: usize = 8;
 /// Longest event id accepted, in bytes.
 pub(crate) const MAX_ID_LEN: usize = 256;
 
-/// The candidate tags of one request, decoded.
+/// The candidate tags of one request, as the header wrote them: checked for count and length
+/// while the header is parsed, decoded only by [`decode`](Self::decode). The verifier decodes
+/// them after it has started the MAC, so that the processor decodes while the hash's last
+/// rounds, a chain of dependent instructions, are still in flight.
 #[derive(Debug)]
-pub(crate) struct Tags {
-    tags: [Tag; MAX_TAGS],
+pub(crate) struct Tags<'h> {
+    texts: [&'h [u8]; MAX_TAGS],
     len: usize,
+    encoding: Encoding,
+    /// The header the tags came from, for the rejection of an undecodable one.
+    header: Option<&'h HeaderName>,
 }
 
-impl Tags {
+/// Decoded candidate tags: the buffer [`Tags::decode`] writes into, owned by the caller.
+pub(crate) type Decoded = [Tag; MAX_TAGS];
+
+impl<'h> Tags<'h> {
     pub(crate) fn new() -> Self {
         Self {
-            tags: [[0; TAG_LEN]; MAX_TAGS],
+            texts: [&[]; MAX_TAGS],
             len: 0,
+            encoding: Encoding::Hex,
+            header: None,
         }
     }
 
-    /// Decodes `text` as one more candidate tag, straight into its slot (a tag is never moved
-    /// after it is decoded).
+    /// Takes `text` as one more candidate tag of `header`, in `encoding` (one scheme writes
+    /// all its tags in one encoding, in one header). Too many tags, or a text of the wrong
+    /// length for a full tag, is a malformed header at once; a bad digit is found by
+    /// [`decode`](Self::decode).
     pub(crate) fn push(
         &mut self,
         encoding: Encoding,
-        text: &str,
-        header: &HeaderName,
+        text: &'h str,
+        header: &'h HeaderName,
     ) -> Result<(), Rejection> {
         let slot = self
-            .tags
+            .texts
             .get_mut(self.len)
             .ok_or_else(|| Rejection::malformed(header, "too many signatures"))?;
-        if !encoding.decode_into(text, slot) {
-            return Err(Rejection::malformed(
-                header,
-                "signature is not a full-length HMAC-SHA256 tag",
-            ));
+        if text.len() != encoding.text_len() {
+            return Err(Rejection::malformed(header, NOT_A_TAG));
         }
+        *slot = text.as_bytes();
         self.len += 1;
+        self.encoding = encoding;
+        self.header = Some(header);
         Ok(())
     }
 
-    pub(crate) fn as_slice(&self) -> &[Tag] {
-        &self.tags[..self.len]
+    /// Decodes every candidate into `out`, in order, and returns them; a bad digit or a
+    /// non-canonical base64 text is a malformed header.
+    pub(crate) fn decode<'o>(&self, out: &'o mut Decoded) -> Result<&'o [Tag], Rejection> {
+        let out = &mut out[..self.len];
+        for (text, tag) in self.texts.iter().zip(out.iter_mut()) {
+            if !self.encoding.decode_into(text, tag) {
+                let header = self.header.expect("a pushed tag names its header");
+                return Err(Rejection::malformed(header, NOT_A_TAG));
+            }
+        }
+        Ok(out)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 }
+
+/// Why a candidate tag is refused: wrong length, bad digit, non-canonical base64.
+const NOT_A_TAG: &str = "signature is not a full-length HMAC-SHA256 tag";
 
 /// A header value read as text: the name it was found under, and the value.
 #[derive(Debug, Clone, Copy)]
@@ -193,15 +223,23 @@ impl Encoding {
     #[cfg(test)]
     pub(crate) fn decode(self, text: &str) -> Option<Tag> {
         let mut tag = [0; TAG_LEN];
-        self.decode_into(text, &mut tag).then_some(tag)
+        self.decode_into(text.as_bytes(), &mut tag).then_some(tag)
     }
 
     /// Decodes exactly one full-length tag into `out` and says whether it was one (right
     /// length, every digit valid, canonical base64). On `false`, `out` holds garbage.
-    pub(crate) fn decode_into(self, text: &str, out: &mut Tag) -> bool {
+    pub(crate) fn decode_into(self, text: &[u8], out: &mut Tag) -> bool {
         match self {
-            Self::Hex => decode_hex(text.as_bytes(), out),
-            Self::Base64 => decode_base64(text.as_bytes(), out),
+            Self::Hex => decode_hex(text, out),
+            Self::Base64 => decode_base64(text, out),
+        }
+    }
+
+    /// The length of a full tag's text: 64 hex digits, or 44 base64 characters with padding.
+    const fn text_len(self) -> usize {
+        match self {
+            Self::Hex => 2 * TAG_LEN,
+            Self::Base64 => 4 * TAG_LEN.div_ceil(3),
         }
     }
 

@@ -26,7 +26,7 @@ pub(super) fn timestamp(found: Found<'_, '_>) -> Result<u64, Rejection> {
     decimal(found.text).map_err(|reason| Rejection::malformed(found.name, reason))
 }
 
-fn no_tags_is_unsupported(tags: &Tags) -> Result<(), Rejection> {
+fn no_tags_is_unsupported(tags: &Tags<'_>) -> Result<(), Rejection> {
     if tags.is_empty() {
         Err(Rejection::NoSupportedSignature)
     } else {
@@ -43,7 +43,7 @@ fn header_value(s: &str) -> HeaderValue {
 
 pub(super) fn standard_webhooks<'h>(
     headers: &'h HeaderMap,
-    tags: &mut Tags,
+    tags: &mut Tags<'h>,
 ) -> Result<Signed<'h>, Rejection> {
     const ID: &[&HeaderName] = &[&WEBHOOK_ID, &SVIX_ID];
     const TS: &[&HeaderName] = &[&WEBHOOK_TIMESTAMP, &SVIX_TIMESTAMP];
@@ -104,7 +104,10 @@ pub(super) fn sign_standard_webhooks(
 
 // ---- Stripe ---------------------------------------------------------------------------------
 
-pub(super) fn stripe<'h>(headers: &'h HeaderMap, tags: &mut Tags) -> Result<Signed<'h>, Rejection> {
+pub(super) fn stripe<'h>(
+    headers: &'h HeaderMap,
+    tags: &mut Tags<'h>,
+) -> Result<Signed<'h>, Rejection> {
     let sig = required(headers, &[&STRIPE_SIGNATURE])?;
     let mut t = None;
     for item in sig.text.split(',') {
@@ -143,7 +146,11 @@ pub(super) fn sign_stripe(key: &Key, timestamp: u64, body: &[u8]) -> Result<Head
 // ---- GitHub ---------------------------------------------------------------------------------
 
 /// A `<version>=<hex>` signature of which only `version` is verified.
-fn versioned_hex(sig: Found<'_, '_>, version: &str, tags: &mut Tags) -> Result<(), Rejection> {
+fn versioned_hex<'h>(
+    sig: Found<'h, 'h>,
+    version: &str,
+    tags: &mut Tags<'h>,
+) -> Result<(), Rejection> {
     let (v, value) = sig
         .text
         .split_once('=')
@@ -161,7 +168,10 @@ fn unsigned_id<'h>(found: Option<Found<'_, 'h>>) -> Result<Option<&'h HeaderValu
         .transpose()
 }
 
-pub(super) fn github<'h>(headers: &'h HeaderMap, tags: &mut Tags) -> Result<Signed<'h>, Rejection> {
+pub(super) fn github<'h>(
+    headers: &'h HeaderMap,
+    tags: &mut Tags<'h>,
+) -> Result<Signed<'h>, Rejection> {
     const SIG: &[&HeaderName] = &[&GITHUB_SIGNATURE];
     let [sig, id] = scan(headers, [SIG, &[&GITHUB_DELIVERY]])?;
     versioned_hex(present(sig, SIG)?, "sha256", tags)?;
@@ -187,7 +197,10 @@ pub(super) fn sign_github(key: &Key, id: &str, body: &[u8]) -> Result<HeaderMap,
 
 // ---- Slack ----------------------------------------------------------------------------------
 
-pub(super) fn slack<'h>(headers: &'h HeaderMap, tags: &mut Tags) -> Result<Signed<'h>, Rejection> {
+pub(super) fn slack<'h>(
+    headers: &'h HeaderMap,
+    tags: &mut Tags<'h>,
+) -> Result<Signed<'h>, Rejection> {
     const TS: &[&HeaderName] = &[&SLACK_TIMESTAMP];
     const SIG: &[&HeaderName] = &[&SLACK_SIGNATURE];
     let [ts, sig] = scan(headers, [TS, SIG])?;
@@ -218,7 +231,7 @@ pub(super) fn sign_slack(key: &Key, timestamp: u64, body: &[u8]) -> Result<Heade
 
 pub(super) fn shopify<'h>(
     headers: &'h HeaderMap,
-    tags: &mut Tags,
+    tags: &mut Tags<'h>,
 ) -> Result<Signed<'h>, Rejection> {
     const SIG: &[&HeaderName] = &[&SHOPIFY_HMAC];
     let [sig, id] = scan(headers, [SIG, &[&SHOPIFY_WEBHOOK_ID]])?;
@@ -269,7 +282,7 @@ mod tests {
         let map = std_headers(&format!("v1a,abc v1,{B64} v2,zzz"));
         let mut tags = Tags::new();
         standard_webhooks(&map, &mut tags).unwrap();
-        assert_eq!(tags.as_slice().len(), 1);
+        assert_eq!(tags.len(), 1);
         assert!(matches!(
             standard_webhooks(&std_headers("v1a,abc"), &mut Tags::new()),
             Err(Rejection::NoSupportedSignature)
@@ -301,7 +314,7 @@ mod tests {
         let map = headers(&[(&STRIPE_SIGNATURE, &two)]);
         let mut tags = Tags::new();
         let ok = stripe(&map, &mut tags).unwrap();
-        assert_eq!(tags.as_slice().len(), 2);
+        assert_eq!(tags.len(), 2);
         assert_eq!(ok.timestamp, Some(1));
         for bad in [
             format!("t=1,t=1,v1={HEX}"),

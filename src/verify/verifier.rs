@@ -7,7 +7,7 @@ use http::HeaderMap;
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::clock::{self, Clock, SharedClock};
-use crate::scheme::{Key, Scheme, Tag, Tags};
+use crate::scheme::{Decoded, Key, Scheme, Tag, Tags};
 use crate::{BodyLimits, ConfigError, Rejection, Verified};
 
 /// Verifies requests of one scheme against one or more secrets. Cheap to clone (shared).
@@ -55,6 +55,15 @@ impl Verifier {
         let inner = &*self.inner;
         let mut tags = Tags::new();
         let signed = inner.scheme.parse(headers, &mut tags)?;
+        // The first key's MAC comes before the candidates are decoded and the clock is read,
+        // though neither needs it: the hash ends in a long chain of dependent instructions,
+        // and the processor runs the independent work after it while that chain completes.
+        // Rejections keep their order (a malformed header, then a stale timestamp, then a
+        // mismatch); a request refused for either of the first two has cost one MAC.
+        // `build` refuses a verifier without keys.
+        let mut tag = signed.prefix.tag(&inner.keys[0], body);
+        let mut decoded = Decoded::default();
+        let candidates = tags.decode(&mut decoded)?;
         if let Some(timestamp) = signed.timestamp {
             let now = inner.clock.now_unix_secs();
             if now.abs_diff(timestamp) > inner.tolerance_secs {
@@ -62,13 +71,12 @@ impl Verifier {
             }
         }
         for (key_index, key) in inner.keys.iter().enumerate() {
-            let tag = signed.prefix.tag(key, body);
-            let matched = tags
-                .as_slice()
-                .iter()
-                .fold(Choice::from(0), |acc, candidate| {
-                    acc | tags_equal(&tag, candidate)
-                });
+            if key_index > 0 {
+                tag = signed.prefix.tag(key, body);
+            }
+            let matched = candidates.iter().fold(Choice::from(0), |acc, candidate| {
+                acc | tags_equal(&tag, candidate)
+            });
             if bool::from(matched) {
                 return Ok(Verified {
                     scheme: inner.scheme.kind(),
@@ -243,7 +251,75 @@ fn tags_equal(a: &Tag, b: &Tag) -> Choice {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::scheme::{Encoding, Signer};
+
+    const NOW: u64 = 1_700_000_000;
+    const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const NEW: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+    /// A Standard Webhooks delivery of `body` signed with `secret` at `at`, its tag's
+    /// text replaced by `tag` when given.
+    fn delivery(secret: &str, at: u64, tag: Option<&str>) -> HeaderMap {
+        let signer = Signer::new(&Scheme::standard_webhooks(), secret).unwrap();
+        let mut headers = signer.sign("msg_1", at, b"{}").unwrap();
+        if let Some(tag) = tag {
+            let value = HeaderValue::from_str(&format!("v1,{tag}")).unwrap();
+            headers.insert("webhook-signature", value);
+        }
+        headers
+    }
+
+    #[test]
+    fn rejections_keep_their_order_though_tags_are_decoded_after_the_first_mac() {
+        let verifier = Verifier::builder(Scheme::standard_webhooks())
+            .secrets([OLD, NEW])
+            .clock(ManualClock::new(NOW))
+            .build()
+            .unwrap();
+        let check = |headers: &HeaderMap| verifier.verify(headers, b"{}");
+        // Either key matches, the second one after the first's MAC was computed up front.
+        assert_eq!(check(&delivery(OLD, NOW, None)).unwrap().key_index(), 0);
+        assert_eq!(check(&delivery(NEW, NOW, None)).unwrap().key_index(), 1);
+        // A bad digit is found after the MAC, yet still comes before the timestamp...
+        let stale = NOW - 3_600;
+        let bad_digit = format!("{}!", "A".repeat(43));
+        for at in [NOW, stale] {
+            assert!(
+                matches!(
+                    check(&delivery(OLD, at, Some(&bad_digit))),
+                    Err(Rejection::MalformedHeader { .. })
+                ),
+                "signed at {at}"
+            );
+        }
+        // ... and a stale timestamp before a mismatch.
+        let wrong = Encoding::Base64.encode(&[7; 32]);
+        assert!(matches!(
+            check(&delivery(OLD, stale, Some(&wrong))),
+            Err(Rejection::TimestampOutOfTolerance { .. })
+        ));
+        assert!(matches!(
+            check(&delivery(OLD, NOW, Some(&wrong))),
+            Err(Rejection::SignatureMismatch)
+        ));
+        // A second, undecodable candidate refuses the request though the first one matches:
+        // every candidate is decoded before any is compared.
+        let good = delivery(NEW, NOW, None);
+        let both = format!(
+            "{} v1,{bad_digit}",
+            good["webhook-signature"].to_str().unwrap()
+        );
+        let mut headers = good.clone();
+        headers.insert("webhook-signature", HeaderValue::from_str(&both).unwrap());
+        assert!(matches!(
+            check(&headers),
+            Err(Rejection::MalformedHeader { .. })
+        ));
+    }
 
     #[test]
     fn tags_equal_sees_every_byte() {
