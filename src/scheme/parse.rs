@@ -22,8 +22,8 @@ pub(crate) const MAX_ID_LEN: usize = 256;
 
 /// The candidate tags of one request, as the header wrote them: checked for count and length
 /// while the header is parsed, decoded only by [`decode`](Self::decode). The verifier decodes
-/// them after it has started the MAC, so that the processor decodes while the hash's last
-/// rounds, a chain of dependent instructions, are still in flight.
+/// them after the first MAC in program order, so that the processor decodes while the hash's
+/// last rounds, a chain of dependent instructions, are still in flight.
 #[derive(Debug)]
 pub(crate) struct Tags<'h> {
     texts: [&'h [u8]; MAX_TAGS],
@@ -73,10 +73,13 @@ impl<'h> Tags<'h> {
     /// Decodes every candidate into `out`, in order, and returns them; a bad digit or a
     /// non-canonical base64 text is a malformed header.
     pub(crate) fn decode<'o>(&self, out: &'o mut Decoded) -> Result<&'o [Tag], Rejection> {
+        let Some(header) = self.header else {
+            // Nothing was pushed.
+            return Ok(&[]);
+        };
         let out = &mut out[..self.len];
         for (text, tag) in self.texts.iter().zip(out.iter_mut()) {
             if !self.encoding.decode_into(text, tag) {
-                let header = self.header.expect("a pushed tag names its header");
                 return Err(Rejection::malformed(header, NOT_A_TAG));
             }
         }

@@ -261,8 +261,8 @@ mod tests {
     const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const NEW: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
-    /// A Standard Webhooks delivery of `body` signed with `secret` at `at`, its tag's
-    /// text replaced by `tag` when given.
+    /// A Standard Webhooks delivery of event `msg_1` with the body `{}`, signed with `secret`
+    /// at `at`, its tag's text replaced by `tag` when given.
     fn delivery(secret: &str, at: u64, tag: Option<&str>) -> HeaderMap {
         let signer = Signer::new(&Scheme::standard_webhooks(), secret).unwrap();
         let mut headers = signer.sign("msg_1", at, b"{}").unwrap();
