@@ -1,16 +1,18 @@
-//! The demo receiver: an axum server that accepts signed webhooks on `POST /webhook`.
+//! The demo receiver: an axum server that accepts signed webhooks, built on the one-call stack.
 //!
 //! ```sh
 //! cargo run --example receiver
 //! ```
 //!
-//! Settings (environment only):
+//! Settings come from the environment, and optionally from a TOML file named by
+//! `WEBHOOK_CONFIG` that serves several endpoints (see the README for both):
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
+//! | `WEBHOOK_CONFIG` | unset | a TOML file: shared settings and `[[endpoints]]`; unset: one endpoint, `/webhook` |
 //! | `BIND_ADDR` | `127.0.0.1:3000` | address to listen on (port 0 picks a free port) |
-//! | `WEBHOOK_SCHEME` | `standard` | `standard`, `stripe`, `github`, `slack` or `shopify` |
-//! | `WEBHOOK_SECRET` | a development secret, printed at start | one secret, or several separated by commas |
+//! | `WEBHOOK_SCHEME` | `standard` | `standard`, `stripe`, `github`, `slack` or `shopify` (without a file) |
+//! | `WEBHOOK_SECRET` | a development secret, printed at start | one secret, or several separated by commas (without a file) |
 //! | `MAX_BODY_BYTES` | `1048576` | largest body accepted (413 above) |
 //! | `TOLERANCE_SECS` | `300` | how far the signed timestamp may be from now |
 //! | `REPLAY_STORE` | `memory` | `memory`, `redis` or `off`: where handled event ids are kept |
@@ -24,51 +26,24 @@
 //! | `FAIL_ONCE_PREFIX` | unset | events whose id starts with this fail (500) on their first delivery, to show retries |
 //!
 //! Standard output carries `listening on <addr>` once bound, then exactly one line per accepted
-//! event: `accepted id=<event id or -> bytes=<body length>`. Rejected requests and duplicates
-//! never reach the handler and print nothing there; each is a `tracing` event on standard error.
+//! event: `accepted id=<event id or -> bytes=<body length> path=<endpoint path>`. Rejected
+//! requests and duplicates never reach the handler and print nothing there; each is a
+//! `tracing` event on standard error.
 
 #[path = "support/mod.rs"]
 mod support;
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Router, ServiceExt};
-use http_body_util::Either;
-use tower::{Layer, Service, ServiceBuilder};
-use tower_webhook::buffer::BufferBodyLayer;
-use tower_webhook::replay::{MemoryStore, RedisStore, ReplayLayer};
-use tower_webhook::verify::{Verifier, VerifyLayer};
-use tower_webhook::{RawBody, Verified};
-
-/// `Extension` is axum's own extractor; with this crate's `axum` feature, `Verified` and
-/// `RawBody` are extractors by themselves too.
-async fn accept(
-    State(failures): State<Failures>,
-    Extension(verified): Extension<Verified>,
-    Extension(body): Extension<RawBody>,
-) -> (StatusCode, &'static str) {
-    let id = verified.id();
-    if failures.fail_first_time(id) {
-        eprintln!("simulated failure for id={}", id.unwrap_or("-"));
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "{\"error\":\"simulated_failure\"}",
-        );
-    }
-    println!("accepted id={} bytes={}", id.unwrap_or("-"), body.len());
-    (StatusCode::OK, "{\"status\":\"accepted\"}")
-}
+use axum::routing::post_service;
+use axum::Router;
+use http::{header, Request, Response, StatusCode};
+use tower::{service_fn, Layer};
+use tower_webhook::stack::config::Config;
+use tower_webhook::{BufferedBody, Verified, WebhookLayer};
 
 /// The `FAIL_ONCE_PREFIX` demonstration: ids seen failing once by this process.
 #[derive(Clone, Default)]
@@ -90,166 +65,145 @@ impl Failures {
     }
 }
 
-/// `REPLAY_STORE`, `REDIS_URL`, `REPLAY_TTL_SECS`: the replay layer, unless `off`.
-fn replay(verifier: &Verifier) -> Result<Option<ReplayLayer>, support::Error> {
-    let ttl = Duration::from_secs(support::parsed("REPLAY_TTL_SECS", 86_400)?);
-    let builder = match support::var("REPLAY_STORE").as_deref().unwrap_or("memory") {
-        "off" => return Ok(None),
-        "memory" => {
-            let max = support::parsed("REPLAY_MAX_ENTRIES", MemoryStore::DEFAULT_MAX_ENTRIES)?;
-            ReplayLayer::builder(MemoryStore::new(max), verifier)
-        }
-        "redis" => {
-            let url = support::var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379/".into());
-            let store = RedisStore::new(&url).map_err(|e| format!("REDIS_URL: {e}"))?;
-            ReplayLayer::builder(store, verifier)
-        }
-        other => {
-            return Err(format!(
-                "REPLAY_STORE={other:?}: expected memory, redis or off"
-            ))
-        }
-    };
-    builder
-        .namespace("receiver")
-        .ttl(ttl)
-        .build()
-        .map(Some)
-        .map_err(|e| format!("REPLAY_TTL_SECS: {e}"))
+/// The demo handler of the endpoint at `path`: prints the accepted line and answers 200.
+fn handler(
+    path: Arc<str>,
+    failures: Failures,
+) -> impl tower::Service<
+    Request<BufferedBody>,
+    Response = Response<String>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
+       + Send {
+    service_fn(move |req: Request<BufferedBody>| {
+        let id = req
+            .extensions()
+            .get::<Verified>()
+            .and_then(Verified::id)
+            .map(str::to_owned);
+        let answer = if failures.fail_first_time(id.as_deref()) {
+            eprintln!("simulated failure for id={}", id.as_deref().unwrap_or("-"));
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{\"error\":\"simulated_failure\"}",
+            )
+        } else {
+            let (id, bytes) = (id.as_deref().unwrap_or("-"), req.body().bytes().len());
+            println!("accepted id={id} bytes={bytes} path={path}");
+            (StatusCode::OK, "{\"status\":\"accepted\"}")
+        };
+        let response = Response::builder()
+            .status(answer.0)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(answer.1.to_owned())
+            .expect("a valid response");
+        std::future::ready(Ok::<_, Infallible>(response))
+    })
 }
 
-/// The receiver: the stack around a router with one route, answering axum's `Response`.
-fn app() -> Result<
-    impl Service<Request, Response = Response, Error = Infallible, Future: Send>
-        + Clone
-        + Send
-        + 'static,
-    support::Error,
-> {
-    let scheme = support::scheme()?;
-    let secrets = support::secrets().unwrap_or_else(|| {
-        eprintln!(
-            "WEBHOOK_SECRET unset: using the development secret {}",
-            support::DEV_SECRET
-        );
-        vec![support::DEV_SECRET.to_owned()]
-    });
-    let max_body: usize = support::parsed("MAX_BODY_BYTES", 1024 * 1024)?;
-    let tolerance: u64 = support::parsed("TOLERANCE_SECS", 300)?;
-    let verifier = Verifier::builder(scheme)
-        .secrets(&secrets)
-        .tolerance(Duration::from_secs(tolerance))
-        .build()
-        .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
-    let replay = replay(&verifier)?;
+/// The environment settings laid over the file's, by the file's names (lower case). Numbers
+/// are parsed here, so a bad one names its variable.
+const NUMBERS: [&str; 6] = [
+    "RATE_PER_SEC",
+    "RATE_BURST",
+    "REPLAY_TTL_SECS",
+    "REPLAY_MAX_ENTRIES",
+    "MAX_BODY_BYTES",
+    "TOLERANCE_SECS",
+];
+const TEXTS: [&str; 5] = [
+    "BIND_ADDR",
+    "TRUSTED_PROXIES",
+    "ALLOW_CIDRS",
+    "REPLAY_STORE",
+    "REDIS_URL",
+];
+/// The receiver's own settings, not the stack's.
+const RECEIVER_KEYS: [&str; 2] = ["bind_addr", "fail_once_prefix"];
+
+/// The settings as one table: the file of `WEBHOOK_CONFIG`, or one endpoint on `/webhook`
+/// from `WEBHOOK_SCHEME` and `WEBHOOK_SECRET`; then every environment setting over it.
+fn settings() -> Result<toml::Table, support::Error> {
+    let mut table = match support::var("WEBHOOK_CONFIG") {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("WEBHOOK_CONFIG: cannot read {path}: {}", e.kind()))?;
+            // Parsed by the library, which names a syntax error's line without quoting it.
+            Config::from_toml(&text).map_err(|e| format!("WEBHOOK_CONFIG: {e}"))?;
+            text.parse::<toml::Table>()
+                .map_err(|_| "WEBHOOK_CONFIG: not valid TOML".to_owned())?
+        }
+        None => {
+            let scheme = support::var("WEBHOOK_SCHEME").unwrap_or_else(|| "standard".into());
+            let secrets = support::secrets().unwrap_or_else(|| {
+                eprintln!(
+                    "WEBHOOK_SECRET unset: using the development secret {}",
+                    support::DEV_SECRET
+                );
+                vec![support::DEV_SECRET.to_owned()]
+            });
+            let mut endpoint = toml::Table::new();
+            endpoint.insert("path".into(), "/webhook".into());
+            endpoint.insert("scheme".into(), scheme.into());
+            endpoint.insert("secrets".into(), secrets.into());
+            let mut table = toml::Table::new();
+            table.insert("endpoints".into(), vec![endpoint].into());
+            table
+        }
+    };
+    for name in NUMBERS {
+        if let Some(value) = support::var(name) {
+            let n: i64 = value
+                .parse()
+                .map_err(|_| format!("{name}={value:?} is not valid"))?;
+            table.insert(name.to_ascii_lowercase(), n.into());
+        }
+    }
+    for name in TEXTS.into_iter().chain(["FAIL_ONCE_PREFIX"]) {
+        if let Some(value) = support::var(name) {
+            table.insert(name.to_ascii_lowercase(), value.into());
+        }
+    }
+    Ok(table)
+}
+
+/// The receiver: one route per endpoint, each behind its own stack; 404 elsewhere.
+fn app(mut settings: toml::Table) -> Result<(Router, Option<String>), support::Error> {
+    let text = |table: &mut toml::Table, key: &str| -> Result<Option<String>, support::Error> {
+        match table.remove(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("{key}: expected a string")),
+        }
+    };
+    let bind = text(&mut settings, RECEIVER_KEYS[0])?;
     let failures = Failures {
-        prefix: support::var("FAIL_ONCE_PREFIX").map(Into::into),
+        prefix: text(&mut settings, RECEIVER_KEYS[1])?.map(Into::into),
         ..Failures::default()
     };
-    let network = support::network()?;
-    let router = Router::new()
-        .route("/webhook", post(accept))
-        .with_state(failures);
-    // The stack wraps the whole router rather than going in through `Router::layer`, which
-    // boxes the layered route, and clones that box and the handler's box inside it on every
-    // request. axum clones the service it serves for each request too: here that is a few
-    // `Arc`s and the router's own. Every path goes through the stack: a receiver has no route
-    // for anyone but signed senders.
-    let stack = ServiceBuilder::new()
-        .map_response(IntoResponse::into_response)
-        .layer(network.resolve)
-        .layer(Maybe(network.allow))
-        .layer(Maybe(network.rate))
-        .layer(BufferBodyLayer::new().max_bytes(max_body))
-        .layer(VerifyLayer::new(verifier))
-        .layer(Maybe(replay))
-        .service(router);
-    Ok(stack)
-}
-
-/// A layer switched on or off by the settings, as one type either way so that the stack is
-/// built once. tower's `option_layer` gives an `Either` service, which needs both branches to
-/// answer the same type; with a layer on, the response body is the layer's own type, so the
-/// branches differ. Here the answer's body is `http_body_util::Either` of the two: turning each
-/// into axum's `Response` instead would box a body at every optional layer, on every request,
-/// and make each poll of the response body go through one more box per layer.
-#[derive(Clone)]
-struct Maybe<L>(Option<L>);
-
-impl<S, L: Layer<S>> Layer<S> for Maybe<L> {
-    type Service = MaybeService<L::Service, S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        match &self.0 {
-            Some(layer) => MaybeService::On(layer.layer(inner)),
-            None => MaybeService::Off(inner),
-        }
+    let config = Config::from_table(settings).map_err(|e| e.to_string())?;
+    let endpoints: Vec<(String, WebhookLayer)> = config.build().map_err(|e| e.to_string())?;
+    let mut router = Router::new();
+    for (path, layer) in endpoints {
+        let service = layer.layer(handler(path.as_str().into(), failures.clone()));
+        router = router.route_service(&path, post_service(service));
     }
-}
-
-#[derive(Clone)]
-enum MaybeService<A, B> {
-    On(A),
-    Off(B),
-}
-
-impl<A, B, Req, BodyA, BodyB> Service<Req> for MaybeService<A, B>
-where
-    A: Service<Req, Response = http::Response<BodyA>, Error = Infallible>,
-    B: Service<Req, Response = http::Response<BodyB>, Error = Infallible>,
-{
-    type Response = http::Response<Either<BodyA, BodyB>>;
-    type Error = Infallible;
-    type Future = MaybeFuture<A::Future, B::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        match self {
-            Self::On(a) => a.poll_ready(cx),
-            Self::Off(b) => b.poll_ready(cx),
-        }
-    }
-
-    fn call(&mut self, req: Req) -> Self::Future {
-        match self {
-            Self::On(a) => MaybeFuture::On {
-                future: a.call(req),
-            },
-            Self::Off(b) => MaybeFuture::Off {
-                future: b.call(req),
-            },
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    #[project = MaybeProj]
-    enum MaybeFuture<A, B> {
-        On { #[pin] future: A },
-        Off { #[pin] future: B },
-    }
-}
-
-impl<A, B, BodyA, BodyB> Future for MaybeFuture<A, B>
-where
-    A: Future<Output = Result<http::Response<BodyA>, Infallible>>,
-    B: Future<Output = Result<http::Response<BodyB>, Infallible>>,
-{
-    type Output = Result<http::Response<Either<BodyA, BodyB>>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(Ok(match self.project() {
-            MaybeProj::On { future } => ready!(future.poll(cx))?.map(Either::Left),
-            MaybeProj::Off { future } => ready!(future.poll(cx))?.map(Either::Right),
-        }))
-    }
+    Ok((router, bind))
 }
 
 #[tokio::main]
 async fn main() {
     tracing_subscriber_init();
-    let app = app().unwrap_or_else(|e| support::exit_with(e));
-    let addr: SocketAddr = support::parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))
+    let (app, bind) = settings()
+        .and_then(app)
         .unwrap_or_else(|e| support::exit_with(e));
+    let addr: SocketAddr = match bind {
+        None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+        Some(bind) => bind
+            .parse()
+            .unwrap_or_else(|_| support::exit_with(format!("bind_addr={bind:?} is not valid"))),
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .unwrap_or_else(|e| support::exit_with(format!("cannot listen on {addr}: {e}")));
@@ -257,7 +211,7 @@ async fn main() {
     println!("listening on {bound}");
     axum::serve(
         listener,
-        ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .await
     .unwrap_or_else(|e| support::exit_with(e));

@@ -46,6 +46,12 @@ pub enum ConfigError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The one-call stack's stages do not fit together.
+    #[non_exhaustive]
+    InvalidStack {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A custom scheme's parts do not fit together.
     #[non_exhaustive]
     InvalidScheme {
@@ -65,6 +71,7 @@ impl fmt::Display for ConfigError {
             Self::InvalidQuota { reason } => write!(f, "invalid quota: {reason}"),
             Self::InvalidReplay { reason } => write!(f, "invalid replay settings: {reason}"),
             Self::InvalidStore { reason } => write!(f, "invalid replay store: {reason}"),
+            Self::InvalidStack { reason } => write!(f, "invalid stack: {reason}"),
         }
     }
 }

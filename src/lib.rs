@@ -76,12 +76,14 @@ pub mod rate_limit;
 mod rejection;
 pub mod replay;
 pub mod scheme;
+pub mod stack;
 mod verified;
 pub mod verify;
 
 pub use body::{BodyLimits, BufferedBody, RawBody};
 pub use error::ConfigError;
 pub use rejection::{Rejection, ResponseBody};
+pub use stack::{WebhookBuilder, WebhookLayer};
 pub use verified::Verified;
 pub use verify::Verifier;
 

@@ -335,6 +335,14 @@ impl<B> ResponseBody<B> {
     }
 }
 
+impl<B> Default for ResponseBody<B> {
+    /// An empty body, as middleware such as tower-http's `TimeoutLayer` and `CorsLayer` make
+    /// for the answers they give themselves.
+    fn default() -> Self {
+        Self::rejection(Bytes::new())
+    }
+}
+
 impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,

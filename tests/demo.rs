@@ -67,7 +67,10 @@ fn every_scheme_accepts_signed_and_refuses_tampered() {
         };
         assert_eq!(
             receiver.printed(),
-            [format!("accepted id={id} bytes={}", body.len())],
+            [format!(
+                "accepted id={id} bytes={} path=/webhook",
+                body.len()
+            )],
             "{scheme}"
         );
     }
@@ -255,7 +258,7 @@ fn a_replayed_delivery_is_accepted_once_and_a_failed_one_on_retry() {
         assert_eq!(printed.len(), 2, "{scheme}: {printed:?}");
         assert_eq!(
             printed[1],
-            format!("accepted id=evt_fail_1 bytes={}", body.len())
+            format!("accepted id=evt_fail_1 bytes={} path=/webhook", body.len())
         );
     }
 }
@@ -391,4 +394,207 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
     );
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     assert_eq!(server.printed().len(), 1);
+}
+
+/// A config file in a fresh temporary folder, removed when dropped.
+struct ConfigFile {
+    dir: std::path::PathBuf,
+}
+
+impl ConfigFile {
+    fn new(name: &str, text: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tower-webhook-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = Self { dir };
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    fn path(&self) -> String {
+        self.dir.join("receiver.toml").display().to_string()
+    }
+
+    fn sibling(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const STRIPE_SECRET: &str = "whsec_c3RyaXBlLXNlY3JldA==";
+const GITHUB_SECRET: &str = "github-secret";
+
+#[test]
+fn one_config_file_serves_two_schemes_on_two_paths() {
+    let file = ConfigFile::new("two", "");
+    std::fs::write(file.sibling("github.secret"), format!("{GITHUB_SECRET}\n")).unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            r#"
+replay_store = "memory"
+tolerance_secs = 300
+
+[[endpoints]]
+path = "/stripe"
+scheme = "stripe"
+secrets = ["env:TEST_STRIPE_SECRET"]
+
+[[endpoints]]
+path = "/github"
+scheme = "github"
+secrets = ["file:{}"]
+
+[[endpoints]]
+path = "/stripe-eu"
+scheme = "stripe"
+secrets = ["{STRIPE_SECRET}"]
+"#,
+            file.sibling("github.secret")
+        ),
+    )
+    .unwrap();
+    let config = file.path();
+    let receiver = common::Example::start(
+        "receiver",
+        &[
+            ("WEBHOOK_CONFIG", &config),
+            ("TEST_STRIPE_SECRET", STRIPE_SECRET),
+        ],
+    );
+    let url = |path: &str| format!("http://{}{path}", receiver.addr);
+    let stripe = [
+        ("WEBHOOK_SCHEME", "stripe"),
+        ("WEBHOOK_SECRET", STRIPE_SECRET),
+    ];
+    let github = [
+        ("WEBHOOK_SCHEME", "github"),
+        ("WEBHOOK_SECRET", GITHUB_SECRET),
+    ];
+    let event = br#"{"id":"evt_cfg_1","type":"invoice.paid"}"#;
+
+    let (code, out) = send(&url("/stripe"), &stripe, &[], event);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = send(&url("/github"), &github, &["--id", "gh_1"], b"{\"zen\":1}");
+    assert_eq!(code, 0, "{out}");
+    // Each endpoint checks its own scheme and secret.
+    let (code, out) = send(&url("/github"), &stripe, &[], event);
+    assert_eq!((code, &out[..4]), (1, "401 "), "{out}");
+    // The same event on another path is another endpoint's: its replay keys are its own.
+    let (code, out) = send(&url("/stripe-eu"), &stripe, &[], event);
+    assert_eq!(code, 0, "{out}");
+    // The same event again on the first path is a duplicate there.
+    let (code, out) = send(&url("/stripe"), &stripe, &[], event);
+    assert!(
+        out.starts_with("200 {\"status\":\"duplicate\"}"),
+        "{code} {out}"
+    );
+    // No endpoint serves this path.
+    let (code, out) = send(&url("/webhook"), &stripe, &[], event);
+    assert_eq!((code, &out[..4]), (1, "404 "), "{out}");
+
+    assert_eq!(
+        receiver.printed(),
+        [
+            format!("accepted id=- bytes={} path=/stripe", event.len()),
+            "accepted id=gh_1 bytes=9 path=/github".to_owned(),
+            format!("accepted id=- bytes={} path=/stripe-eu", event.len()),
+        ]
+    );
+}
+
+#[test]
+fn the_environment_wins_over_the_file() {
+    let file = ConfigFile::new(
+        "env",
+        &format!(
+            r#"
+max_body_bytes = 8
+rate_per_sec = 1
+
+[[endpoints]]
+path = "/stripe"
+scheme = "stripe"
+secrets = ["{STRIPE_SECRET}"]
+"#
+        ),
+    );
+    let config = file.path();
+    let receiver = common::Example::start(
+        "receiver",
+        &[
+            ("WEBHOOK_CONFIG", &config),
+            ("MAX_BODY_BYTES", "4096"),
+            ("RATE_PER_SEC", "1000"),
+        ],
+    );
+    let url = format!("http://{}/stripe", receiver.addr);
+    let stripe = [
+        ("WEBHOOK_SCHEME", "stripe"),
+        ("WEBHOOK_SECRET", STRIPE_SECRET),
+    ];
+    for i in 0..3 {
+        let body = format!(r#"{{"id":"evt_env_{i}","type":"ping"}}"#);
+        let (code, out) = send(&url, &stripe, &[], body.as_bytes());
+        assert_eq!(code, 0, "{out}");
+    }
+    assert_eq!(receiver.printed().len(), 3);
+}
+
+#[test]
+fn a_bad_config_file_exits_with_status_2_naming_the_field() {
+    let endpoint = |extra: &str| {
+        format!(
+            "[[endpoints]]\npath = \"/a\"\nscheme = \"stripe\"\nsecrets = [\"whsec_x\"]\n{extra}"
+        )
+    };
+    let cases = [
+        ("unknown key", format!("colour = \"blue\"\n{}", endpoint("")), "colour"),
+        ("unknown endpoint key", endpoint("events_typo = 1\n"), "endpoints[0]"),
+        (
+            "unknown scheme",
+            "[[endpoints]]\npath = \"/a\"\nscheme = \"paypal\"\nsecrets = [\"s\"]\n".to_owned(),
+            "endpoints[0].scheme",
+        ),
+        (
+            "unresolved secret",
+            "[[endpoints]]\npath = \"/a\"\nscheme = \"github\"\nsecrets = [\"s\", \"env:TOWER_WEBHOOK_UNSET\"]\n"
+                .to_owned(),
+            "endpoints[0].secrets[1]",
+        ),
+        (
+            "unreadable secret file",
+            "[[endpoints]]\npath = \"/a\"\nscheme = \"github\"\nsecrets = [\"file:/nonexistent/secret\"]\n"
+                .to_owned(),
+            "endpoints[0].secrets[0]",
+        ),
+        ("no endpoint", "tolerance_secs = 60\n".to_owned(), "endpoints"),
+        ("bad CIDR", format!("allow_cidrs = [\"10.0.0.0/33\"]\n{}", endpoint("")), "allow_cidrs"),
+        ("not TOML", "endpoints = [[\n".to_owned(), "WEBHOOK_CONFIG"),
+    ];
+    for (name, text, field) in cases {
+        let file = ConfigFile::new("bad", &text);
+        let out = Command::new(common::example("receiver"))
+            .env_clear()
+            .env("WEBHOOK_CONFIG", file.path())
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name}");
+        assert!(stderr.contains(field), "{name}: {stderr}");
+        assert!(!stderr.contains("whsec_x"), "{name}: {stderr}");
+    }
+    // A file that cannot be read at all.
+    let out = Command::new(common::example("receiver"))
+        .env_clear()
+        .env("WEBHOOK_CONFIG", "/nonexistent/receiver.toml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -26,10 +26,10 @@ async fn replica(url: &str, fail_open: bool, calls: Arc<AtomicUsize>) -> SocketA
         .build()
         .unwrap();
     let store = RedisStore::new(url).unwrap();
-    let replay = ReplayLayer::builder(store, &verifier)
+    let replay = ReplayLayer::builder(store)
         .namespace("orders")
         .fail_open(fail_open)
-        .build()
+        .build(&verifier)
         .unwrap();
     serve(common::counting_app(
         verifier,

@@ -53,9 +53,9 @@ fn stack(
     behaviour: Behaviour,
 ) -> (Svc, Handler) {
     let verifier = Verifier::builder(scheme).secret(SECRET).build().unwrap();
-    let replay = ReplayLayer::builder(store, &verifier)
+    let replay = ReplayLayer::builder(store)
         .namespace(namespace)
-        .build()
+        .build(&verifier)
         .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(Notify::new());
@@ -322,8 +322,8 @@ async fn replay_without_verify_is_a_wiring_error() {
         .secret("s")
         .build()
         .unwrap();
-    let replay = ReplayLayer::builder(MemoryStore::default(), &verifier)
-        .build()
+    let replay = ReplayLayer::builder(MemoryStore::default())
+        .build(&verifier)
         .unwrap();
     let svc =
         ServiceBuilder::new()
@@ -351,21 +351,21 @@ fn configuration_errors_are_reported_at_build() {
         .tolerance(Duration::from_secs(600))
         .build()
         .unwrap();
-    let err = ReplayLayer::builder(MemoryStore::default(), &verifier)
+    let err = ReplayLayer::builder(MemoryStore::default())
         .ttl(Duration::from_secs(1199))
-        .build()
+        .build(&verifier)
         .unwrap_err();
     assert!(matches!(err, ConfigError::InvalidReplay { .. }));
-    assert!(ReplayLayer::builder(MemoryStore::default(), &verifier)
+    assert!(ReplayLayer::builder(MemoryStore::default())
         .ttl(Duration::from_secs(1200))
-        .build()
+        .build(&verifier)
         .is_ok());
 
     // A scheme with neither an id nor a timestamp cannot be deduplicated safely.
     let body_only = Scheme::custom("x-sig").build().unwrap();
     let verifier = Verifier::builder(body_only).secret("s").build().unwrap();
     assert!(matches!(
-        ReplayLayer::builder(MemoryStore::default(), &verifier).build(),
+        ReplayLayer::builder(MemoryStore::default()).build(&verifier),
         Err(ConfigError::InvalidReplay { .. })
     ));
     let with_ts = Scheme::custom("x-sig")
@@ -374,8 +374,8 @@ fn configuration_errors_are_reported_at_build() {
         .build()
         .unwrap();
     let verifier = Verifier::builder(with_ts).secret("s").build().unwrap();
-    assert!(ReplayLayer::builder(MemoryStore::default(), &verifier)
-        .build()
+    assert!(ReplayLayer::builder(MemoryStore::default())
+        .build(&verifier)
         .is_ok());
 }
 

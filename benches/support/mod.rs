@@ -61,8 +61,8 @@ pub fn full_stack(
     capacity: usize,
 ) -> impl Service<Request<Full<Bytes>>, Response = Response<impl http_body::Body>, Error = Infallible>
 {
-    let replay = ReplayLayer::builder(MemoryStore::new(capacity), &verifier)
-        .build()
+    let replay = ReplayLayer::builder(MemoryStore::new(capacity))
+        .build(&verifier)
         .unwrap();
     let quota = Quota::new(1_000_000_000, Duration::from_secs(1)).unwrap();
     ServiceBuilder::new()

@@ -37,8 +37,8 @@ fn stack() -> &'static (tokio::runtime::Runtime, Svc) {
             .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
             .build()
             .unwrap();
-        let replay = ReplayLayer::builder(MemoryStore::new(10_000), &verifier)
-            .build()
+        let replay = ReplayLayer::builder(MemoryStore::new(10_000))
+            .build(&verifier)
             .unwrap();
         let svc = ServiceBuilder::new()
             .layer(

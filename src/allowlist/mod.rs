@@ -94,6 +94,12 @@ impl IpAllowlist {
     }
 }
 
+impl From<Vec<IpNet>> for IpAllowlist {
+    fn from(nets: Vec<IpNet>) -> Self {
+        Self::new(nets)
+    }
+}
+
 impl fmt::Debug for IpAllowlist {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IpAllowlist")

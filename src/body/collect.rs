@@ -47,7 +47,7 @@ impl<B: Body> Collect<B> {
         headers: &HeaderMap,
         limits: &BodyLimits,
     ) -> Result<Self, Rejection> {
-        let limit = limits.get_max_bytes();
+        let limit = limits.byte_limit();
         let too_large = || Rejection::PayloadTooLarge { limit };
         if announced_len_over(headers, limit) || body.size_hint().lower() > limit as u64 {
             return Err(too_large());
@@ -55,7 +55,7 @@ impl<B: Body> Collect<B> {
         Ok(Self {
             body,
             deadline: None,
-            timeout: limits.get_timeout(),
+            timeout: limits.time_limit(),
             first: None,
             rest: BytesMut::new(),
             len: 0,

@@ -36,9 +36,14 @@ impl Stage {
         if let Self::Verify(verifier) = self {
             verify_parts(verifier, &mut parts, &bytes)?;
         }
-        parts.extensions.insert(RawBody::new(bytes.clone()));
-        Ok(Request::from_parts(parts, BufferedBody::new(bytes)))
+        Ok(buffered_request(parts, bytes))
     }
+}
+
+/// The request the inner service sees: `bytes` as its body and as a [`RawBody`] extension.
+pub(crate) fn buffered_request(mut parts: Parts, bytes: Bytes) -> Request<BufferedBody> {
+    parts.extensions.insert(RawBody::new(bytes.clone()));
+    Request::from_parts(parts, BufferedBody::new(bytes))
 }
 
 /// Verifies a request's signature over `bytes`, inserting [`Verified`](crate::Verified) into

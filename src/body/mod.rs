@@ -19,7 +19,7 @@ use http_body::{Body, Frame, SizeHint};
 
 pub(crate) use collect::Collect;
 pub use future::ResponseFuture;
-pub(crate) use future::{verify_parts, Stage};
+pub(crate) use future::{buffered_request, verify_parts, Stage};
 
 /// A request body that holds the whole body in memory, exactly as received.
 ///
@@ -157,7 +157,7 @@ impl fmt::Debug for RawBody {
 /// let limits = BodyLimits::new()
 ///     .max_bytes(256 * 1024)
 ///     .timeout(Duration::from_secs(5));
-/// assert_eq!(limits.get_max_bytes(), 262_144);
+/// assert_eq!(limits.byte_limit(), 262_144);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyLimits {
@@ -198,13 +198,13 @@ impl BodyLimits {
 
     /// The largest body accepted, in bytes.
     #[must_use]
-    pub const fn get_max_bytes(&self) -> usize {
+    pub const fn byte_limit(&self) -> usize {
         self.max_bytes
     }
 
     /// The time the whole body may take.
     #[must_use]
-    pub const fn get_timeout(&self) -> Duration {
+    pub const fn time_limit(&self) -> Duration {
         self.timeout
     }
 }

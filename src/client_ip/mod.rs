@@ -191,6 +191,20 @@ impl ResolveClientIpLayer {
     }
 }
 
+impl ResolveClientIpLayer {
+    /// Resolves the client of `req` and puts it into its extensions as [`ClientIp`]: the
+    /// first stage of the one-call stack.
+    pub(crate) fn resolve_into<B>(&self, req: &mut Request<B>) -> Result<IpAddr, Rejection> {
+        resolve_into(&self.resolver, req)
+    }
+}
+
+fn resolve_into<B>(resolver: &Resolver, req: &mut Request<B>) -> Result<IpAddr, Rejection> {
+    let ip = resolver.resolve(req)?;
+    req.extensions_mut().insert(ClientIp(ip));
+    Ok(ip)
+}
+
 impl Default for ResolveClientIpLayer {
     fn default() -> Self {
         Self::new()
@@ -249,11 +263,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match self.resolver.resolve(&req) {
-            Ok(ip) => {
-                req.extensions_mut().insert(ClientIp(ip));
-                ResponseFuture::inner(self.inner.call(req))
-            }
+        match resolve_into(&self.resolver, &mut req) {
+            Ok(_) => ResponseFuture::inner(self.inner.call(req)),
             Err(rejection) => {
                 let peer = (self.resolver.peer)(req.extensions());
                 ResponseFuture::rejected(rejection, req.headers(), peer.as_ref().map(|p| p as _))

@@ -118,7 +118,7 @@ impl Quota {
 
     /// The burst.
     #[must_use]
-    pub fn get_burst(&self) -> u32 {
+    pub fn burst_size(&self) -> u32 {
         self.burst.get()
     }
 
@@ -306,10 +306,26 @@ impl<C: Clock + Clone> RateLimitLayer<C> {
         }
     }
 
+    /// Counts a request against its key's quota: the rate-limit stage of the one-call stack.
+    pub(crate) fn check(
+        &self,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<(), Rejection> {
+        self.shared.check(headers, extensions)
+    }
+
     /// The number of keys tracked now (idle ones are swept as requests come).
     #[must_use]
     pub fn keys(&self) -> usize {
         self.shared.limiter.len()
+    }
+}
+
+impl From<Quota> for RateLimitLayer {
+    /// Limits each client IP to the quota.
+    fn from(quota: Quota) -> Self {
+        Self::new(quota)
     }
 }
 

@@ -42,7 +42,7 @@
 //! use tower_webhook::verify::{Verifier, VerifyLayer};
 //!
 //! let verifier = Verifier::builder(Scheme::stripe()).secret("whsec_test").build()?;
-//! let replay = ReplayLayer::builder(MemoryStore::default(), &verifier).build()?;
+//! let replay = ReplayLayer::builder(MemoryStore::default()).build(&verifier)?;
 //! let stack = ServiceBuilder::new()
 //!     .layer(BufferBodyLayer::new())
 //!     .layer(VerifyLayer::new(verifier))
@@ -62,12 +62,12 @@
 //! let verifier = Verifier::builder(Scheme::standard_webhooks())
 //!     .secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
 //!     .build()?;
-//! let replay = ReplayLayer::builder(MemoryStore::new(1_000_000), &verifier)
+//! let replay = ReplayLayer::builder(MemoryStore::new(1_000_000))
 //!     .namespace("billing")
 //!     .ttl(Duration::from_secs(3600))
 //!     .in_flight_lease(Duration::from_secs(30))
 //!     .fail_open(true)
-//!     .build()?;
+//!     .build(&verifier)?;
 //! # let _ = replay;
 //! # Ok::<(), tower_webhook::ConfigError>(())
 //! ```

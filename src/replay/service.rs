@@ -48,14 +48,10 @@ pub struct ReplayLayer {
 }
 
 impl ReplayLayer {
-    /// Starts configuring a replay layer that keeps keys in `store`, for requests verified by
-    /// `verifier` (its scheme says where the event id comes from; its tolerance bounds the TTL).
-    pub fn builder(store: impl ReplayStore, verifier: &Verifier) -> ReplayBuilder {
+    /// Starts configuring a replay layer that keeps keys in `store`.
+    pub fn builder(store: impl ReplayStore) -> ReplayBuilder {
         ReplayBuilder {
             store: Arc::new(store),
-            has_timestamp: verifier.scheme().has_timestamp(),
-            has_id: verifier.scheme().has_id_header(),
-            tolerance: verifier.tolerance(),
             namespace: "default".into(),
             ttl: ReplayBuilder::DEFAULT_TTL,
             lease: ReplayBuilder::DEFAULT_LEASE,
@@ -93,9 +89,6 @@ impl fmt::Debug for ReplayLayer {
 #[must_use]
 pub struct ReplayBuilder {
     store: Arc<dyn ReplayStore>,
-    has_timestamp: bool,
-    has_id: bool,
-    tolerance: Duration,
     namespace: String,
     ttl: Duration,
     lease: Duration,
@@ -148,19 +141,21 @@ impl ReplayBuilder {
         self
     }
 
-    /// Builds the layer.
+    /// Builds the layer for requests verified by `verifier`: its scheme says where the event
+    /// id comes from, and its tolerance bounds the TTL.
     ///
     /// # Errors
     ///
     /// [`ConfigError::InvalidReplay`] when the scheme has neither an event id nor a signed
     /// timestamp, when the TTL is shorter than twice the tolerance, or when the lease is zero.
-    pub fn build(self) -> Result<ReplayLayer, ConfigError> {
-        if !self.has_timestamp && !self.has_id {
+    pub fn build(self, verifier: &Verifier) -> Result<ReplayLayer, ConfigError> {
+        let has_id = verifier.scheme().has_id_header();
+        if !verifier.scheme().has_timestamp() && !has_id {
             return Err(ConfigError::InvalidReplay {
                 reason: "the scheme has neither an event id nor a signed timestamp",
             });
         }
-        if self.ttl < self.tolerance.saturating_mul(2) || self.ttl.is_zero() {
+        if self.ttl < verifier.tolerance().saturating_mul(2) || self.ttl.is_zero() {
             return Err(ConfigError::InvalidReplay {
                 reason: "the TTL must be at least twice the verifier's tolerance",
             });
@@ -178,11 +173,18 @@ impl ReplayBuilder {
                 lease: self.lease,
                 retry_after: self.retry_after,
                 fail_open: self.fail_open,
-                id_in_body: !self.has_id,
+                id_in_body: !has_id,
                 token_base: RandomState::new().hash_one(std::process::id()),
                 counter: AtomicU64::new(0),
             }),
         })
+    }
+}
+
+impl<T: ReplayStore> From<T> for ReplayBuilder {
+    /// The defaults, with keys in `store`.
+    fn from(store: T) -> Self {
+        ReplayLayer::builder(store)
     }
 }
 
@@ -229,46 +231,63 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let config = &self.config;
-        let Some(verified) = req.extensions().get::<Verified>() else {
-            let rejection = Rejection::Misconfigured {
-                reason: "Replay needs the Verify layer in front of it",
-            };
-            rejection.log(None, None);
-            return ResponseFuture::answer(rejection, Guard::disarmed(config));
+        start(&self.config, req, &mut self.inner)
+    }
+}
+
+impl ReplayLayer {
+    /// Runs the replay stage for `req` in front of `inner` (the ready service, which may be
+    /// replaced by a clone): what [`Replay`] does, for the one-call stack.
+    pub(crate) fn start<B, S>(&self, req: Request<B>, inner: &mut S) -> ResponseFuture<B, S>
+    where
+        S: Service<Request<B>> + Clone,
+    {
+        start(&self.config, req, inner)
+    }
+}
+
+fn start<B, S>(config: &Arc<Config>, req: Request<B>, inner: &mut S) -> ResponseFuture<B, S>
+where
+    S: Service<Request<B>> + Clone,
+{
+    let Some(verified) = req.extensions().get::<Verified>() else {
+        let rejection = Rejection::Misconfigured {
+            reason: "Replay needs the Verify layer in front of it",
         };
-        let body = req.extensions().get::<RawBody>().map(|b| &b[..]);
-        let key = dedup_key(&config.namespace, verified, config.id_in_body, body);
-        let token = config.token();
-        let mut begin = config.store.begin(&key, token, config.lease);
-        // Armed from the start: if this future is dropped while `begin` is under way, the mark
-        // it may have taken is released (a release with a token that holds nothing does
-        // nothing).
-        let mut guard = Guard {
-            config: config.clone(),
-            key,
-            token,
-            armed: true,
-            settling: None,
-        };
-        // A store that answered at once (the memory store) lets the ready inner service be
-        // called right here, with no request to hold and no clone of the service.
-        if let Some(begun) = begin.take_ready() {
-            return ResponseFuture {
-                state: after_begin(begun, req, &mut self.inner, &mut guard),
-                guard,
-            };
-        }
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture {
-            state: State::Beginning {
-                begin,
-                req: Some(req),
-                inner: Some(inner),
-            },
+        rejection.log(None, None);
+        return ResponseFuture::answer(rejection, Guard::disarmed(config));
+    };
+    let body = req.extensions().get::<RawBody>().map(|b| &b[..]);
+    let key = dedup_key(&config.namespace, verified, config.id_in_body, body);
+    let token = config.token();
+    let mut begin = config.store.begin(&key, token, config.lease);
+    // Armed from the start: if this future is dropped while `begin` is under way, the mark
+    // it may have taken is released (a release with a token that holds nothing does
+    // nothing).
+    let mut guard = Guard {
+        config: config.clone(),
+        key,
+        token,
+        armed: true,
+        settling: None,
+    };
+    // A store that answered at once (the memory store) lets the ready inner service be
+    // called right here, with no request to hold and no clone of the service.
+    if let Some(begun) = begin.take_ready() {
+        return ResponseFuture {
+            state: after_begin(begun, req, inner, &mut guard),
             guard,
-        }
+        };
+    }
+    let clone = inner.clone();
+    let inner = std::mem::replace(inner, clone);
+    ResponseFuture {
+        state: State::Beginning {
+            begin,
+            req: Some(req),
+            inner: Some(inner),
+        },
+        guard,
     }
 }
 

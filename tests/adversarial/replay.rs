@@ -31,7 +31,7 @@ enum First {
 
 async fn app(store: impl ReplayStore, first: First) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let verifier = verifier(Sender::Standard);
-    let replay = ReplayLayer::builder(store, &verifier).build().unwrap();
+    let replay = ReplayLayer::builder(store).build(&verifier).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let handler = move |body: Bytes| async move {

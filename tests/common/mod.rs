@@ -24,6 +24,21 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
+/// The headers `scheme`'s signer makes for `body` with `secret`: the one way tests sign a
+/// delivery.
+pub fn sign(
+    scheme: &tower_webhook::scheme::Scheme,
+    secret: &str,
+    id: &str,
+    timestamp: u64,
+    body: &[u8],
+) -> HeaderMap {
+    tower_webhook::scheme::Signer::new(scheme, secret)
+        .unwrap()
+        .sign(id, timestamp, body)
+        .unwrap()
+}
+
 /// Serves `router` on an ephemeral port of `ip` (a loopback address) with the peer address
 /// as axum's `ConnectInfo`, until the test's runtime ends.
 pub async fn serve_with_peer(ip: &str, router: axum::Router) -> SocketAddr {

@@ -1,0 +1,274 @@
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::Body;
+use ipnet::IpNet;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use crate::allowlist::IpAllowlist;
+use crate::body::{BodyLimits, BufferedBody, Collect};
+use crate::client_ip::{ForwardedHeader, PeerAddress, ResolveClientIpLayer};
+use crate::rate_limit::RateLimitLayer;
+use crate::rejection::ResponseBody;
+use crate::replay::{ReplayBuilder, ReplayLayer};
+use crate::{ConfigError, Rejection, Verifier};
+
+/// The stages that are on, shared by every clone of the layer and its services.
+pub(super) struct Stack {
+    pub(super) resolve: ResolveClientIpLayer,
+    pub(super) allow: Option<IpAllowlist>,
+    pub(super) rate: Option<RateLimitLayer>,
+    pub(super) limits: BodyLimits,
+    pub(super) verifier: Verifier,
+    pub(super) replay: Option<ReplayLayer>,
+}
+
+impl Stack {
+    /// The stages before the body: client IP, allowlist, rate limit.
+    fn before_body<B>(&self, req: &mut Request<B>) -> Result<(), (Rejection, Option<IpAddr>)> {
+        let client = Some;
+        let ip = self.resolve.resolve_into(req).map_err(|r| (r, None))?;
+        if let Some(allow) = &self.allow {
+            if !allow.contains(ip) {
+                return Err((Rejection::Forbidden, client(ip)));
+            }
+        }
+        if let Some(rate) = &self.rate {
+            rate.check(req.headers(), req.extensions())
+                .map_err(|r| (r, client(ip)))?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies [`Webhook`]: the whole stack in the secure order. See the [module docs](super).
+///
+/// Clones share the stages' state (rate-limit buckets, the replay store).
+#[derive(Clone)]
+pub struct WebhookLayer {
+    stack: Arc<Stack>,
+}
+
+impl WebhookLayer {
+    /// Starts a stack around `verifier`. Only verification and body buffering are on until
+    /// switched on by the builder.
+    pub fn builder(verifier: Verifier) -> WebhookBuilder {
+        WebhookBuilder {
+            limits: *verifier.body_limits(),
+            verifier,
+            resolve: ResolveClientIpLayer::new(),
+            allow: None,
+            rate: None,
+            replay: None,
+        }
+    }
+
+    /// The verifier the stack checks signatures with.
+    #[must_use]
+    pub fn verifier(&self) -> &Verifier {
+        &self.stack.verifier
+    }
+}
+
+impl<S> Layer<S> for WebhookLayer {
+    type Service = Webhook<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Webhook {
+            inner,
+            stack: self.stack.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for WebhookLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &*self.stack;
+        f.debug_struct("WebhookLayer")
+            .field("client_ip", &s.resolve)
+            .field("allow", &s.allow)
+            .field("rate_limit", &s.rate)
+            .field("limits", &s.limits)
+            .field("verifier", &s.verifier)
+            .field("replay", &s.replay)
+            .finish()
+    }
+}
+
+/// Configures a [`WebhookLayer`]; [`WebhookLayer::builder`] starts it.
+#[must_use]
+pub struct WebhookBuilder {
+    verifier: Verifier,
+    resolve: ResolveClientIpLayer,
+    allow: Option<IpAllowlist>,
+    rate: Option<RateLimitLayer>,
+    limits: BodyLimits,
+    replay: Option<ReplayBuilder>,
+}
+
+impl WebhookBuilder {
+    /// Proxies whose `X-Forwarded-For` (or `Forwarded`, see
+    /// [`forwarded_header`](Self::forwarded_header)) is believed. Without them the client is
+    /// the peer address.
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
+        self.resolve = self.resolve.trusted_proxies(proxies);
+        self
+    }
+
+    /// Which header the trusted proxies write (default `X-Forwarded-For`).
+    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
+        self.resolve = self.resolve.header(header);
+        self
+    }
+
+    /// Where the peer address is found in the request's extensions (default: a
+    /// `SocketAddr`, or axum's `ConnectInfo<SocketAddr>` with the `axum` feature).
+    pub fn peer_address(mut self, peer: PeerAddress) -> Self {
+        self.resolve = self.resolve.peer_address(peer);
+        self
+    }
+
+    /// Only clients in these ranges may deliver; others get 403. Give an [`IpAllowlist`] to
+    /// keep a handle that replaces the ranges at run time, or the ranges themselves.
+    pub fn allow(mut self, allow: impl Into<IpAllowlist>) -> Self {
+        self.allow = Some(allow.into());
+        self
+    }
+
+    /// Limits each client (or whatever [`KeyBy`](crate::rate_limit::KeyBy) says): a
+    /// [`Quota`](crate::rate_limit::Quota), or a [`RateLimitLayer`] to share its buckets or
+    /// count by another key.
+    pub fn rate_limit(mut self, limit: impl Into<RateLimitLayer>) -> Self {
+        self.rate = Some(limit.into());
+        self
+    }
+
+    /// The largest body accepted, in bytes (default: the verifier's body limit, 1 MiB unless
+    /// set); a larger one answers 413 before or while it is read.
+    pub fn max_body(mut self, max_bytes: usize) -> Self {
+        self.limits = self.limits.max_bytes(max_bytes);
+        self
+    }
+
+    /// The time the whole body may take (default: the verifier's, 10 s unless set); a slower
+    /// one answers 408.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.limits = self.limits.timeout(timeout);
+        self
+    }
+
+    /// Handles each verified event once: a store (for the defaults) or a
+    /// [`ReplayBuilder`] with its settings. Its TTL is checked against the verifier's
+    /// tolerance when the stack is built.
+    pub fn replay(mut self, replay: impl Into<ReplayBuilder>) -> Self {
+        self.replay = Some(replay.into());
+        self
+    }
+
+    /// Builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// - [`ConfigError::InvalidStack`] when an allowlist has no range (it would refuse
+    ///   everyone), or a limit is zero;
+    /// - the replay builder's errors ([`ConfigError::InvalidReplay`]): a TTL shorter than
+    ///   twice the tolerance, or a scheme with neither event id nor signed timestamp.
+    pub fn build(self) -> Result<WebhookLayer, ConfigError> {
+        if self.allow.as_ref().is_some_and(|a| a.ranges() == 0) {
+            return Err(ConfigError::InvalidStack {
+                reason: "the allowlist has no range: it would refuse every request",
+            });
+        }
+        if self.limits.byte_limit() == 0 || self.limits.time_limit().is_zero() {
+            return Err(ConfigError::InvalidStack {
+                reason: "the body limits must not be zero",
+            });
+        }
+        let replay = match self.replay {
+            Some(builder) => Some(builder.build(&self.verifier)?),
+            None => None,
+        };
+        Ok(WebhookLayer {
+            stack: Arc::new(Stack {
+                resolve: self.resolve,
+                allow: self.allow,
+                rate: self.rate,
+                limits: self.limits,
+                verifier: self.verifier,
+                replay,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for WebhookBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookBuilder")
+            .field("verifier", &self.verifier)
+            .field("client_ip", &self.resolve)
+            .field("allow", &self.allow)
+            .field("rate_limit", &self.rate)
+            .field("limits", &self.limits)
+            .field("replay", &self.replay)
+            .finish()
+    }
+}
+
+/// Runs every stage of the stack in front of `S`. See the [module docs](super).
+#[derive(Clone)]
+pub struct Webhook<S> {
+    inner: S,
+    stack: Arc<Stack>,
+}
+
+impl<S> Webhook<S> {
+    inner_accessors!();
+}
+
+impl<S: fmt::Debug> fmt::Debug for Webhook<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Webhook<S>
+where
+    S: Service<Request<BufferedBody>, Response = Response<ResBody>> + Clone,
+    B: Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<B, S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let stack = &self.stack;
+        if let Err((rejection, client)) = stack.before_body(&mut req) {
+            rejection.log(None, client.as_ref().map(|c| c as _));
+            return ResponseFuture::rejected(rejection);
+        }
+        let (parts, body) = req.into_parts();
+        match Collect::start(body, &parts.headers, &stack.limits) {
+            Ok(collect) => {
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::collecting(collect, parts, inner, stack.clone())
+            }
+            Err(rejection) => {
+                rejection.log(stack.verifier.claimed_id(&parts.headers), None);
+                ResponseFuture::rejected(rejection)
+            }
+        }
+    }
+}
