@@ -166,10 +166,10 @@ fn fill_memory_store() {
         slowest.as_secs_f64() / median.as_secs_f64(),
     );
 
-    // Every key expires. Each `begin` reclaims up to four expiry records (two per key) in the
-    // shard of its key: 256 keys done for longer, in every shard, and asked about again and
-    // again, reclaim them all without adding records of their own.
-    let probes: Vec<String> = (0..256).map(|i| format!("probe_{i}")).collect();
+    // Every key expires. Each `begin` reclaims a few expiry records in the shard of its key:
+    // keys done for longer, enough to land in every shard, and asked about again and again,
+    // reclaim them all without adding records of their own.
+    let probes: Vec<String> = (0..4096).map(|i| format!("probe_{i}")).collect();
     for (i, key) in probes.iter().enumerate() {
         let token = Token::from_parts(2, i as u64);
         rt.block_on(store.begin(key, token, Duration::from_secs(60)))

@@ -14,34 +14,17 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn now_unix_secs(&self) -> u64;
 }
 
-/// The system's wall clock.
-///
-/// On Linux, Android and FreeBSD it reads `CLOCK_REALTIME_COARSE`: the wall time as of the
-/// kernel's last tick (a few milliseconds old at most), which is also what glibc's `time()`
-/// returns. Only whole seconds are wanted here, and the coarse clock costs a couple of
-/// nanoseconds where [`SystemTime::now`](std::time::SystemTime::now) costs some 20 to 30, a
-/// measurable share of verifying a small request. Elsewhere it reads `SystemTime::now`.
+/// The system's wall clock, [`SystemTime::now`](std::time::SystemTime::now).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_unix_secs(&self) -> u64 {
-        wall_secs()
+        use std::time::{SystemTime, UNIX_EPOCH};
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
-}
-
-#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-fn wall_secs() -> u64 {
-    use rustix::time::{clock_gettime, ClockId};
-    u64::try_from(clock_gettime(ClockId::RealtimeCoarse).tv_sec).unwrap_or(0)
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-fn wall_secs() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// A clock that only moves when told to; clones share the same time.
@@ -113,14 +96,12 @@ mod tests {
 
     #[test]
     fn system_clock_reads_the_wall_time() {
-        // The coarse clock may lag the precise one by one tick, so across a second boundary
-        // it can read the second before.
         for _ in 0..1_000 {
             let before = precise_secs();
             let now = SystemClock.now_unix_secs();
             let after = precise_secs();
             assert!(
-                before - 1 <= now && now <= after,
+                before <= now && now <= after,
                 "{before} <= {now} <= {after}"
             );
         }

@@ -1,5 +1,9 @@
 //! Tower middleware for receiving webhooks safely, in front of any hyper, axum or tonic service.
 //!
+//! [`WebhookLayer::builder`] stacks every stage below in the secure order from one
+//! [`Verifier`], switching each optional stage on with one call (see [`stack`]); with the
+//! `config` feature, from a TOML policy file ([`stack::config`]).
+//!
 //! Each layer does one job and works alone; stacked, they form this order (outermost first):
 //!
 //! | layer | does | rejects with |
@@ -54,6 +58,7 @@
 //! | `tracing` | yes | a `tracing` event for every rejection (target `tower_webhook`; reason and event id, never a secret or the body) |
 //! | `axum` | no | [`Verified`], [`RawBody`] and [`ClientIp`](client_ip::ClientIp) as axum extractors, [`Rejection`] as an axum response, axum's `ConnectInfo` as the peer address |
 //! | `redis` | no | [`replay::RedisStore`], a replay store shared by several replicas |
+//! | `config` | no | `stack::config`: the stack from a TOML policy file, secrets as `env:`/`file:` references |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -63,6 +68,7 @@
 mod macros;
 
 pub mod allowlist;
+mod before_body;
 mod body;
 pub mod buffer;
 mod cidr;
@@ -71,7 +77,6 @@ pub mod clock;
 mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
-mod gate;
 pub mod rate_limit;
 mod rejection;
 pub mod replay;
@@ -136,6 +141,8 @@ mod tests {
         send_sync_clone::<replay::ReplayLayer>();
         send_sync_clone::<replay::Replay<Inner>>();
         send_sync_clone::<replay::MemoryStore>();
+        send_sync_clone::<WebhookLayer>();
+        send_sync_clone::<stack::Webhook<Inner>>();
     }
 
     #[test]

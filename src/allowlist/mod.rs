@@ -38,7 +38,9 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -46,8 +48,12 @@ use ipnet::IpNet;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use crate::gate::ResponseFuture;
+pub mod future {
+    //! The response future of [`Allowlist`](super::Allowlist).
+    pub use crate::before_body::ResponseFuture;
+}
 
+use crate::before_body::ResponseFuture;
 use crate::cidr::CidrSet;
 use crate::rejection::ResponseBody;
 use crate::{client_ip, Rejection};
@@ -56,7 +62,7 @@ use crate::{client_ip, Rejection};
 /// clone at once.
 #[derive(Clone)]
 pub struct IpAllowlist {
-    set: Arc<RwLock<Arc<CidrSet>>>,
+    set: Arc<ArcSwap<CidrSet>>,
 }
 
 impl IpAllowlist {
@@ -64,33 +70,25 @@ impl IpAllowlist {
     #[must_use]
     pub fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
         Self {
-            set: Arc::new(RwLock::new(Arc::new(CidrSet::new(nets)))),
+            set: Arc::new(ArcSwap::from_pointee(CidrSet::new(nets))),
         }
     }
 
     /// Replaces the ranges; requests already past the check are not affected.
     pub fn replace(&self, nets: impl IntoIterator<Item = IpNet>) {
-        let set = Arc::new(CidrSet::new(nets));
-        *self.set.write().unwrap_or_else(PoisonError::into_inner) = set;
+        self.set.store(Arc::new(CidrSet::new(nets)));
     }
 
     /// Whether `ip` is in a range (IPv4-mapped IPv6 counts as IPv4).
     #[must_use]
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.current().contains(ip)
+        self.set.load().contains(ip)
     }
 
     /// The number of disjoint ranges after merging.
     #[must_use]
     pub fn ranges(&self) -> usize {
-        self.current().ranges()
-    }
-
-    fn current(&self) -> Arc<CidrSet> {
-        self.set
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.set.load().ranges()
     }
 }
 

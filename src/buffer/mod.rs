@@ -66,5 +66,8 @@
 
 mod service;
 
-pub use crate::body::ResponseFuture;
+pub mod future {
+    //! The response future of [`BufferBody`](super::BufferBody).
+    pub use crate::body::ResponseFuture;
+}
 pub use service::{BufferBody, BufferBodyLayer};

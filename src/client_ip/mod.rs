@@ -61,9 +61,13 @@ use ipnet::IpNet;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use crate::gate::ResponseFuture;
+pub mod future {
+    //! The response future of [`ResolveClientIp`](super::ResolveClientIp).
+    pub use crate::before_body::ResponseFuture;
+}
 pub use forwarded::ForwardedHeader;
 
+use crate::before_body::ResponseFuture;
 use crate::cidr::{canonical, CidrSet};
 use crate::rejection::ResponseBody;
 use crate::Rejection;

@@ -56,8 +56,12 @@ use http::{Extensions, HeaderMap, HeaderName, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use crate::gate::ResponseFuture;
+pub mod future {
+    //! The response future of [`RateLimit`](super::RateLimit).
+    pub use crate::before_body::ResponseFuture;
+}
 
+use crate::before_body::ResponseFuture;
 use crate::cidr::group;
 use crate::rejection::ResponseBody;
 use crate::{client_ip, ConfigError, Rejection};

@@ -77,11 +77,15 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;
-mod siphash;
 mod store;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
-pub use service::{Replay, ReplayBuilder, ReplayLayer, ResponseFuture};
+pub use service::{Replay, ReplayBuilder, ReplayLayer};
+
+pub mod future {
+    //! The response future of [`Replay`](super::Replay).
+    pub use super::service::ResponseFuture;
+}
 pub use store::{Begin, ReplayStore, StoreError, StoreFuture, Token};

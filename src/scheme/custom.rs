@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::parse::{event_id, hex_digit, present, scan, Encoding, Tags};
+use super::parse::{event_id, present, scan, Encoding, Tags};
 use super::senders::timestamp;
 use super::{id_value, Key, Kind, Prefix, Scheme, SignError, Signed};
 use crate::{ConfigError, Rejection};
@@ -52,17 +52,7 @@ impl SecretEncoding {
             Self::Base64 => STANDARD
                 .decode(secret)
                 .map_err(|_| "secret is not valid base64")?,
-            Self::Hex => {
-                let bytes = secret.as_bytes();
-                if bytes.len() % 2 != 0 {
-                    return Err("secret is not valid hex");
-                }
-                bytes
-                    .chunks_exact(2)
-                    .map(|pair| Some((hex_digit(pair[0])? << 4) | hex_digit(pair[1])?))
-                    .collect::<Option<Vec<u8>>>()
-                    .ok_or("secret is not valid hex")?
-            }
+            Self::Hex => hex::decode(secret).map_err(|_| "secret is not valid hex")?,
         };
         if key.is_empty() {
             return Err("secret is empty");

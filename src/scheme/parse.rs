@@ -254,90 +254,34 @@ impl Encoding {
     }
 }
 
-/// Marks a byte that is not a digit of the table's alphabet. Digit values are below the
-/// alphabet's size (16 or 64) and this is above both, so OR-ing the values of a whole input and
-/// comparing once with the size checks every digit, without a branch per digit.
-const NOT_A_DIGIT: u8 = 0xff;
-
-/// Digit values indexed by byte: `NOT_A_DIGIT` outside the alphabet.
-const fn digit_table(alphabet: &[u8], lower_too: bool) -> [u8; 256] {
-    let mut table = [NOT_A_DIGIT; 256];
-    let mut i = 0;
-    while i < alphabet.len() {
-        table[alphabet[i] as usize] = i as u8;
-        if lower_too {
-            table[alphabet[i].to_ascii_lowercase() as usize] = i as u8;
-        }
-        i += 1;
-    }
-    table
-}
-
-static HEX: [u8; 256] = digit_table(b"0123456789ABCDEF", true);
-static BASE64: [u8; 256] = digit_table(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-    false,
-);
-
+/// Exactly 64 hex digits, either case.
 fn decode_hex(text: &[u8], out: &mut Tag) -> bool {
-    if text.len() != 2 * TAG_LEN {
-        return false;
-    }
-    let mut seen = 0;
-    for (out, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        let (hi, lo) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
-        seen |= hi | lo;
-        *out = (hi << 4) | (lo & 0xf);
-    }
-    seen < 16
-}
-
-pub(crate) fn hex_digit(b: u8) -> Option<u8> {
-    let value = HEX[usize::from(b)];
-    (value != NOT_A_DIGIT).then_some(value)
+    hex::decode_to_slice(text, out).is_ok()
 }
 
 pub(crate) fn encode_hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut out, bytes);
-    out
+    hex::encode(bytes)
 }
 
 /// Appends `bytes` as lower-case hex digits.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
+    out.push_str(&hex::encode(bytes));
 }
 
-/// Standard base64 with padding, canonical, of exactly 32 bytes: ten groups of four digits
-/// (30 bytes), then three digits and one `=` (2 bytes, and 2 bits that must be zero). That is
-/// the only text the `base64` crate's `STANDARD` engine decodes to 32 bytes; a unit test checks
-/// the two agree.
+/// Standard base64 with padding, canonical (RFC 4648 section 4), of exactly 32 bytes: 44
+/// characters, which the `STANDARD` engine decodes to at most 33 bytes.
 fn decode_base64(text: &[u8], out: &mut Tag) -> bool {
-    let Ok(text) = <&[u8; 44]>::try_from(text) else {
+    let mut buf = [0u8; TAG_LEN + 1];
+    if text.len() != 4 * TAG_LEN.div_ceil(3) {
         return false;
-    };
-    let digit = |b: u8| u32::from(BASE64[usize::from(b)]);
-    let mut seen = 0;
-    for (group, out) in text[..40].chunks_exact(4).zip(out.chunks_exact_mut(3)) {
-        let (a, b, c, d) = (
-            digit(group[0]),
-            digit(group[1]),
-            digit(group[2]),
-            digit(group[3]),
-        );
-        seen |= a | b | c | d;
-        let n = (a << 18) | (b << 12) | (c << 6) | d;
-        out.copy_from_slice(&n.to_be_bytes()[1..]);
     }
-    let (a, b, c) = (digit(text[40]), digit(text[41]), digit(text[42]));
-    seen |= a | b | c;
-    let n = (a << 12) | (b << 6) | c;
-    out[30..].copy_from_slice(&((n >> 2) as u16).to_be_bytes());
-    seen < 64 && n & 0b11 == 0 && text[43] == b'='
+    match STANDARD.decode_slice(text, &mut buf) {
+        Ok(TAG_LEN) => {
+            out.copy_from_slice(&buf[..TAG_LEN]);
+            true
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

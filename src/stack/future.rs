@@ -50,7 +50,7 @@ pin_project! {
         },
         Replaying {
             #[pin]
-            future: replay::ResponseFuture<BufferedBody, S>,
+            future: replay::future::ResponseFuture<BufferedBody, S>,
         },
         Rejected {
             rejection: Option<Rejection>,

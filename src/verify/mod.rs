@@ -58,6 +58,9 @@
 mod service;
 mod verifier;
 
-pub use crate::body::ResponseFuture;
+pub mod future {
+    //! The response future of [`Verify`](super::Verify).
+    pub use crate::body::ResponseFuture;
+}
 pub use service::{Verify, VerifyLayer};
 pub use verifier::{Verifier, VerifierBuilder};
