@@ -1,7 +1,7 @@
 //! axum extractors for what the layers put into the request (feature `axum`).
 //!
 //! [`Verified`], [`RawBody`] and [`ClientIp`] are extractors; both read the request's extensions, so they
-//! need [`Verify`](crate::verify::Verify) (or [`BufferBody`](crate::buffer::BufferBody) for
+//! need [`Verify`](crate::verify::Verify) (or [`BufferBody`](crate::body::BufferBody) for
 //! `RawBody`) in front of the handler. Without it they answer 500 with
 //! `{"error":"internal_error"}`: a wiring mistake, never the client's fault. Their `Option<_>`
 //! forms never fail.

@@ -11,7 +11,7 @@
 //! | [`client_ip::ResolveClientIpLayer`] | the client's address: the peer, or behind trusted proxies the rightmost untrusted `X-Forwarded-For`/`Forwarded` hop | 400 (malformed hop), 500 (no peer address: wiring) |
 //! | [`allowlist::AllowlistLayer`] | CIDR allowlist, swappable at run time | 403 |
 //! | [`rate_limit::RateLimitLayer`] | keyed `governor` limiter, by client IP by default | 429 + `Retry-After` |
-//! | [`buffer::BufferBodyLayer`] | collects the body once, within a byte and a time limit, keeping the exact bytes | 413, 408, 400 |
+//! | [`body::BufferBodyLayer`] | collects the body once, within a byte and a time limit, keeping the exact bytes | 413, 408, 400 |
 //! | [`verify::VerifyLayer`] | HMAC-SHA256 over the exact bytes, several secrets, the senders' real header formats, signed-timestamp tolerance | 401, 400 |
 //! | [`replay::ReplayLayer`] | each verified event handled once (memory or Redis), a failed one retried | 200 duplicate, 409, 503 |
 //!
@@ -26,7 +26,7 @@
 //! use std::convert::Infallible;
 //! use http::{Request, Response};
 //! use tower::{service_fn, ServiceBuilder};
-//! use tower_webhook::buffer::BufferBodyLayer;
+//! use tower_webhook::body::BufferBodyLayer;
 //! use tower_webhook::scheme::Scheme;
 //! use tower_webhook::verify::{Verifier, VerifyLayer};
 //! use tower_webhook::{BufferedBody, Verified};
@@ -69,8 +69,7 @@ mod macros;
 
 pub mod allowlist;
 mod before_body;
-mod body;
-pub mod buffer;
+pub mod body;
 mod cidr;
 pub mod client_ip;
 pub mod clock;
@@ -121,8 +120,8 @@ mod tests {
     fn layers_and_services_are_send_sync_clone() {
         #[derive(Clone)]
         struct Inner;
-        send_sync_clone::<buffer::BufferBodyLayer>();
-        send_sync_clone::<buffer::BufferBody<Inner>>();
+        send_sync_clone::<body::BufferBodyLayer>();
+        send_sync_clone::<body::BufferBody<Inner>>();
         send_sync_clone::<verify::VerifyLayer>();
         send_sync_clone::<verify::Verify<Inner>>();
         send_sync_clone::<Verifier>();
@@ -157,7 +156,7 @@ mod tests {
             .build()
             .unwrap();
         let mut svc = tower::ServiceBuilder::new()
-            .layer(buffer::BufferBodyLayer::new())
+            .layer(body::BufferBodyLayer::new())
             .layer(verify::VerifyLayer::new(verifier))
             .service(inner);
         let rt = tokio::runtime::Builder::new_current_thread()

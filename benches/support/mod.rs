@@ -11,7 +11,7 @@ use http_body_util::Full;
 use ipnet::IpNet;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 use tower_webhook::allowlist::{AllowlistLayer, IpAllowlist};
-use tower_webhook::buffer::BufferBodyLayer;
+use tower_webhook::body::BufferBodyLayer;
 use tower_webhook::client_ip::ResolveClientIpLayer;
 use tower_webhook::rate_limit::{Quota, RateLimitLayer};
 use tower_webhook::replay::{MemoryStore, ReplayLayer};

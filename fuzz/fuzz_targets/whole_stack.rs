@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_webhook::allowlist::{AllowlistLayer, IpAllowlist};
-use tower_webhook::buffer::BufferBodyLayer;
+use tower_webhook::body::BufferBodyLayer;
 use tower_webhook::client_ip::ResolveClientIpLayer;
 use tower_webhook::rate_limit::{Quota, RateLimitLayer};
 use tower_webhook::replay::{MemoryStore, ReplayLayer};

@@ -243,6 +243,12 @@ pub struct ResolveClientIp<S> {
 }
 
 impl<S> ResolveClientIp<S> {
+    /// A [`ResolveClientIpLayer`] with the defaults: the peer address, no trusted proxy.
+    #[must_use]
+    pub fn layer() -> ResolveClientIpLayer {
+        ResolveClientIpLayer::new()
+    }
+
     inner_accessors!();
 }
 

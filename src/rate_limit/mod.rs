@@ -26,20 +26,20 @@
 //! # Ok::<(), tower_webhook::ConfigError>(())
 //! ```
 //!
-//! Per tenant header, with a controlled clock (as in tests):
+//! Per tenant header, 100 a minute:
 //!
 //! ```
 //! use std::time::Duration;
-//! use governor::clock::FakeRelativeClock;
 //! use tower_webhook::rate_limit::{KeyBy, Quota, RateLimitLayer};
 //!
-//! let clock = FakeRelativeClock::default();
-//! let layer = RateLimitLayer::with_clock(Quota::new(100, Duration::from_secs(60))?, clock.clone())
+//! let layer = RateLimitLayer::new(Quota::new(100, Duration::from_secs(60))?)
 //!     .key_by(KeyBy::header("x-tenant-id")?);
-//! clock.advance(Duration::from_secs(1));
 //! # let _ = layer;
 //! # Ok::<(), tower_webhook::ConfigError>(())
 //! ```
+//!
+//! Time is Tokio's, so a test with paused time (`tokio::time::pause`, `advance`) controls
+//! the buckets.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -49,7 +49,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use http::{Extensions, HeaderMap, HeaderName, Request, Response};
@@ -221,12 +221,26 @@ enum Key {
     Missing,
 }
 
-type Limiter<C> =
-    governor::RateLimiter<Key, DashMapStateStore<Key>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+/// Tokio's clock, as time since the limiter was made: paused time in tests moves it.
+#[derive(Debug, Clone)]
+struct TokioClock {
+    start: tokio::time::Instant,
+}
 
-struct Shared<C: Clock> {
-    limiter: Limiter<C>,
-    clock: C,
+impl Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+type Limiter =
+    governor::RateLimiter<Key, DashMapStateStore<Key>, TokioClock, NoOpMiddleware<Duration>>;
+
+struct Shared {
+    limiter: Limiter,
+    clock: TokioClock,
     key_by: KeyBy,
     quota: Quota,
     checks: AtomicU64,
@@ -234,8 +248,11 @@ struct Shared<C: Clock> {
     sweeping: AtomicBool,
 }
 
-impl<C: Clock + Clone> Shared<C> {
-    fn new(quota: Quota, clock: C, key_by: KeyBy) -> Self {
+impl Shared {
+    fn new(quota: Quota, key_by: KeyBy) -> Self {
+        let clock = TokioClock {
+            start: tokio::time::Instant::now(),
+        };
         Self {
             limiter: governor::RateLimiter::dashmap_with_clock(quota.governor(), clock.clone()),
             clock,
@@ -248,7 +265,7 @@ impl<C: Clock + Clone> Shared<C> {
     }
 }
 
-impl<C: Clock> Shared<C> {
+impl Shared {
     fn check(&self, headers: &HeaderMap, extensions: &Extensions) -> Result<(), Rejection> {
         let key = self.key_by.key(headers, extensions);
         let result = self.limiter.check_key(&key);
@@ -277,26 +294,18 @@ impl<C: Clock> Shared<C> {
     }
 }
 
-/// Applies [`RateLimit`]; clones share the buckets. `C` is the clock (governor's default, or
-/// `FakeRelativeClock` in tests).
-pub struct RateLimitLayer<C: Clock = DefaultClock> {
-    shared: Arc<Shared<C>>,
+/// Applies [`RateLimit`]; clones share the buckets.
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    shared: Arc<Shared>,
 }
 
 impl RateLimitLayer {
     /// Limits each client IP to `quota`.
     #[must_use]
     pub fn new(quota: Quota) -> Self {
-        Self::with_clock(quota, DefaultClock::default())
-    }
-}
-
-impl<C: Clock + Clone> RateLimitLayer<C> {
-    /// Limits with `clock` (a controlled clock makes tests exact).
-    #[must_use]
-    pub fn with_clock(quota: Quota, clock: C) -> Self {
         Self {
-            shared: Arc::new(Shared::new(quota, clock, KeyBy::default())),
+            shared: Arc::new(Shared::new(quota, KeyBy::default())),
         }
     }
 
@@ -306,7 +315,7 @@ impl<C: Clock + Clone> RateLimitLayer<C> {
     pub fn key_by(self, key_by: KeyBy) -> Self {
         let s = &*self.shared;
         Self {
-            shared: Arc::new(Shared::new(s.quota, s.clock.clone(), key_by)),
+            shared: Arc::new(Shared::new(s.quota, key_by)),
         }
     }
 
@@ -333,15 +342,7 @@ impl From<Quota> for RateLimitLayer {
     }
 }
 
-impl<C: Clock> Clone for RateLimitLayer<C> {
-    fn clone(&self) -> Self {
-        Self {
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-impl<C: Clock> fmt::Debug for RateLimitLayer<C> {
+impl fmt::Debug for RateLimitLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayer")
             .field("quota", &self.shared.quota)
@@ -350,8 +351,8 @@ impl<C: Clock> fmt::Debug for RateLimitLayer<C> {
     }
 }
 
-impl<S, C: Clock> Layer<S> for RateLimitLayer<C> {
-    type Service = RateLimit<S, C>;
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit {
@@ -362,25 +363,23 @@ impl<S, C: Clock> Layer<S> for RateLimitLayer<C> {
 }
 
 /// Answers 429 to requests over their key's quota. See the [module docs](self).
-pub struct RateLimit<S, C: Clock = DefaultClock> {
+#[derive(Clone)]
+pub struct RateLimit<S> {
     inner: S,
-    shared: Arc<Shared<C>>,
+    shared: Arc<Shared>,
 }
 
-impl<S, C: Clock> RateLimit<S, C> {
+impl<S> RateLimit<S> {
+    /// A [`RateLimitLayer`] limiting each client IP to `quota`.
+    #[must_use]
+    pub fn layer(quota: Quota) -> RateLimitLayer {
+        RateLimitLayer::new(quota)
+    }
+
     inner_accessors!();
 }
 
-impl<S: Clone, C: Clock> Clone for RateLimit<S, C> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-impl<S: fmt::Debug, C: Clock> fmt::Debug for RateLimit<S, C> {
+impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
@@ -389,10 +388,9 @@ impl<S: fmt::Debug, C: Clock> fmt::Debug for RateLimit<S, C> {
     }
 }
 
-impl<S, C, B, ResBody> Service<Request<B>> for RateLimit<S, C>
+impl<S, B, ResBody> Service<Request<B>> for RateLimit<S>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
-    C: Clock,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -420,7 +418,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use governor::clock::FakeRelativeClock;
 
     fn headers_from(ip: &str) -> (HeaderMap, Extensions) {
         let mut ext = Extensions::new();
@@ -428,14 +425,13 @@ mod tests {
         (HeaderMap::new(), ext)
     }
 
-    #[test]
-    fn quota_means_requests_per_period_with_a_burst() {
-        let clock = FakeRelativeClock::default();
+    #[tokio::test(start_paused = true)]
+    async fn quota_means_requests_per_period_with_a_burst() {
         let quota = Quota::new(2, Duration::from_secs(10))
             .unwrap()
             .burst(3)
             .unwrap();
-        let shared = Shared::new(quota, clock.clone(), KeyBy::client_ip());
+        let shared = Shared::new(quota, KeyBy::client_ip());
         let (h, e) = headers_from("192.0.2.1");
         for _ in 0..3 {
             shared.check(&h, &e).unwrap();
@@ -448,17 +444,15 @@ mod tests {
         // Another client has its own bucket.
         let (h2, e2) = headers_from("192.0.2.2");
         shared.check(&h2, &e2).unwrap();
-        clock.advance(Duration::from_secs(5));
+        tokio::time::advance(Duration::from_secs(5)).await;
         shared.check(&h, &e).unwrap();
         assert!(shared.check(&h, &e).is_err());
     }
 
-    #[test]
-    fn ipv6_clients_share_their_64() {
-        let clock = FakeRelativeClock::default();
+    #[tokio::test(start_paused = true)]
+    async fn ipv6_clients_share_their_64() {
         let shared = Shared::new(
             Quota::new(1, Duration::from_secs(60)).unwrap(),
-            clock,
             KeyBy::client_ip(),
         );
         let (h, e) = headers_from("2001:db8:0:1::1");
@@ -472,12 +466,10 @@ mod tests {
         assert!(shared.check(&h, &e).is_ok());
     }
 
-    #[test]
-    fn idle_keys_are_swept_by_the_layer() {
-        let clock = FakeRelativeClock::default();
+    #[tokio::test(start_paused = true)]
+    async fn idle_keys_are_swept_by_the_layer() {
         let shared = Shared::new(
             Quota::new(1, Duration::from_secs(1)).unwrap(),
-            clock.clone(),
             KeyBy::client_ip(),
         );
         for i in 0..5000u32 {
@@ -486,7 +478,7 @@ mod tests {
         }
         assert!(shared.limiter.len() >= 4000);
         // All buckets refill; the flood's keys are idle now and go at the next sweep.
-        clock.advance(Duration::from_secs(2));
+        tokio::time::advance(Duration::from_secs(2)).await;
         let (h, e) = headers_from("192.0.2.9");
         for _ in 0..2048 {
             let _ = shared.check(&h, &e);

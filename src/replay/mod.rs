@@ -36,7 +36,7 @@
 //!
 //! ```
 //! use tower::ServiceBuilder;
-//! use tower_webhook::buffer::BufferBodyLayer;
+//! use tower_webhook::body::BufferBodyLayer;
 //! use tower_webhook::replay::{MemoryStore, ReplayLayer};
 //! use tower_webhook::scheme::Scheme;
 //! use tower_webhook::verify::{Verifier, VerifyLayer};

@@ -13,9 +13,10 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::service::Stack;
-use crate::body::{buffered_request, verify_parts, BufferedBody, Collect};
+use crate::body::{buffered_request, BufferedBody, Collect};
 use crate::rejection::ResponseBody;
 use crate::replay;
+use crate::verify::verify_parts;
 use crate::Rejection;
 
 pin_project! {

@@ -1,7 +1,7 @@
 //! Signature verification: HMAC-SHA256 over the exact raw bytes, constant-time comparison,
 //! several secrets at once, and the signed-timestamp tolerance.
 //!
-//! [`Verify`] reads the bytes that [`BufferBody`](crate::buffer::BufferBody) collected (from
+//! [`Verify`] reads the bytes that [`BufferBody`](crate::body::BufferBody) collected (from
 //! the [`RawBody`](crate::RawBody) extension). Used alone, it collects the body itself within
 //! the [`BodyLimits`](crate::BodyLimits) given to the [`Verifier`] (1 MiB and 10 s by default),
 //! so it never reads an unbounded body. On success the inner service gets the request with a
@@ -60,7 +60,8 @@ mod verifier;
 
 pub mod future {
     //! The response future of [`Verify`](super::Verify).
-    pub use crate::body::ResponseFuture;
+    pub use crate::body::future::ResponseFuture;
 }
+pub(crate) use service::verify_parts;
 pub use service::{Verify, VerifyLayer};
 pub use verifier::{Verifier, VerifierBuilder};

@@ -1,14 +1,16 @@
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Verifier;
-use crate::body::{verify_parts, BufferedBody, ResponseFuture, Stage};
+use crate::body::{BufferedBody, ResponseFuture, Stage};
 use crate::rejection::ResponseBody;
-use crate::RawBody;
+use crate::{RawBody, Rejection};
 
 /// Applies [`Verify`] to a service.
 #[derive(Debug, Clone)]
@@ -89,5 +91,24 @@ where
         let limits = *self.verifier.body_limits();
         let stage = Stage::Verify(self.verifier.clone());
         ResponseFuture::start(body, parts, &limits, &mut self.inner, stage)
+    }
+}
+
+/// Verifies a request's signature over `bytes`, inserting [`Verified`](crate::Verified) into
+/// its extensions, or logs and returns the rejection.
+pub(crate) fn verify_parts(
+    verifier: &Verifier,
+    parts: &mut Parts,
+    bytes: &Bytes,
+) -> Result<(), Rejection> {
+    match verifier.verify(&parts.headers, bytes) {
+        Ok(verified) => {
+            parts.extensions.insert(verified);
+            Ok(())
+        }
+        Err(rejection) => {
+            rejection.log(verifier.claimed_id(&parts.headers), None);
+            Err(rejection)
+        }
     }
 }

@@ -195,7 +195,7 @@ impl VerifierBuilder {
     }
 
     /// The limits [`Verify`](super::Verify) applies when it reads the body itself, that is
-    /// when no [`BufferBody`](crate::buffer::BufferBody) layer did so before it.
+    /// when no [`BufferBody`](crate::body::BufferBody) layer did so before it.
     pub fn body_limits(mut self, limits: BodyLimits) -> Self {
         self.limits = limits;
         self

@@ -10,7 +10,7 @@ use axum::Router;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tower_webhook::buffer::BufferBodyLayer;
+use tower_webhook::body::BufferBodyLayer;
 use tower_webhook::clock::ManualClock;
 use tower_webhook::verify::VerifyLayer;
 use tower_webhook::{BodyLimits, Verifier};

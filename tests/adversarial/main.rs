@@ -27,7 +27,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Mac as _, SimpleHmac};
 use tower::ServiceBuilder;
-use tower_webhook::buffer::BufferBodyLayer;
+use tower_webhook::body::BufferBodyLayer;
 use tower_webhook::clock::ManualClock;
 use tower_webhook::scheme::{Encoding, Scheme, SignedContent, TimestampUnit};
 use tower_webhook::verify::VerifyLayer;

@@ -11,7 +11,7 @@ use axum::Router;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tower::ServiceBuilder;
-use tower_webhook::buffer::BufferBodyLayer;
+use tower_webhook::body::BufferBodyLayer;
 use tower_webhook::replay::{MemoryStore, ReplayLayer, ReplayStore};
 use tower_webhook::verify::VerifyLayer;
 

@@ -219,7 +219,7 @@ pub fn counting_app(
         )
         .layer(
             tower::ServiceBuilder::new()
-                .layer(tower_webhook::buffer::BufferBodyLayer::new())
+                .layer(tower_webhook::body::BufferBodyLayer::new())
                 .layer(tower_webhook::verify::VerifyLayer::new(verifier))
                 .layer(replay),
         )

@@ -1,6 +1,6 @@
 //! The layers on a plain hyper 1 server (no axum), over 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,8 +13,8 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
-use tower_webhook::buffer::BufferBodyLayer;
-use tower_webhook::scheme::{Scheme, Signer};
+use tower_webhook::body::BufferBodyLayer;
+use tower_webhook::scheme::Scheme;
 use tower_webhook::verify::VerifyLayer;
 use tower_webhook::{BufferedBody, RawBody, Verified, Verifier};
 
@@ -57,10 +57,13 @@ async fn plain_hyper_server() {
     });
 
     let body = br#"{"id":820982911946154500,"email":"jon@example.com"}"#;
-    let signer = Signer::new(&Scheme::shopify(), SECRET).unwrap();
-    let headers = signer
-        .sign("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043", now(), body)
-        .unwrap();
+    let headers = common::sign(
+        &Scheme::shopify(),
+        SECRET,
+        "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        now(),
+        body,
+    );
 
     let reply = post(addr, "/orders", &headers, &body[..]).await;
     assert_eq!(reply.status, StatusCode::OK);

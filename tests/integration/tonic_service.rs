@@ -1,7 +1,7 @@
 //! The tonic example (gRPC health service behind client IP, allowlist and rate limit), called
 //! over 127.0.0.1 from an allowed address, from a refused one (127.0.0.2), and over the limit.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

@@ -1,7 +1,7 @@
 //! The replay layer with the in-memory store: each event handled once, a failed or abandoned
 //! attempt released for the retry, through `oneshot` and a real axum server on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,11 +14,11 @@ use http_body_util::{BodyExt, Full};
 use tokio::sync::Notify;
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
-use tower_webhook::buffer::BufferBodyLayer;
+use tower_webhook::body::BufferBodyLayer;
 use tower_webhook::replay::{
     Begin, MemoryStore, ReplayLayer, ReplayStore, StoreError, StoreFuture, Token,
 };
-use tower_webhook::scheme::{Scheme, SignedContent, Signer, TimestampUnit};
+use tower_webhook::scheme::{Scheme, SignedContent, TimestampUnit};
 use tower_webhook::verify::VerifyLayer;
 use tower_webhook::{BufferedBody, ConfigError, Rejection, ResponseBody, Verifier};
 
@@ -108,15 +108,7 @@ fn request(headers: &HeaderMap, body: &'static [u8]) -> Request<Full<Bytes>> {
 }
 
 fn delivery(scheme: &Scheme, id: &str, body: &[u8]) -> HeaderMap {
-    delivery_at(scheme, id, body, common::now())
-}
-
-/// A delivery signed at `timestamp` (a sender's retry carries a later one).
-fn delivery_at(scheme: &Scheme, id: &str, body: &[u8], timestamp: u64) -> HeaderMap {
-    Signer::new(scheme, SECRET)
-        .unwrap()
-        .sign(id, timestamp, body)
-        .unwrap()
+    common::sign(scheme, SECRET, id, common::now(), body)
 }
 
 async fn send(
@@ -146,7 +138,7 @@ async fn a_duplicate_is_answered_without_the_handler() {
         (StatusCode::OK, r#"{"status":"duplicate"}"#)
     );
     // A new delivery of the same event (new timestamp, new signature) is a duplicate too.
-    let again = delivery_at(&scheme, "msg_1", BODY, common::now() + 1);
+    let again = common::sign(&scheme, SECRET, "msg_1", common::now() + 1, BODY);
     assert_ne!(again["webhook-signature"], headers["webhook-signature"]);
     assert_eq!(
         send(&svc, &again, BODY).await.1,
@@ -253,7 +245,7 @@ async fn stripe_retries_are_keyed_on_the_signed_body_id() {
     let first = delivery(&scheme, "-", BODY);
     assert_eq!(send(&svc, &first, BODY).await.0, StatusCode::OK);
     // Stripe's retry: same event, new timestamp and signature.
-    let retry = delivery_at(&scheme, "-", BODY, common::now() + 1);
+    let retry = common::sign(&scheme, SECRET, "-", common::now() + 1, BODY);
     assert_ne!(retry["stripe-signature"], first["stripe-signature"]);
     assert_eq!(
         send(&svc, &retry, BODY).await.1,

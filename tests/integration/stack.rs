@@ -2,7 +2,7 @@
 //! tower-http's `TimeoutLayer` and `CorsLayer`, and its wiring mistakes refused when built.
 #![cfg(feature = "axum")]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

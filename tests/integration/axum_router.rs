@@ -3,7 +3,7 @@
 //! input is in `tests/adversarial/`.
 #![cfg(feature = "axum")]
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,9 +16,9 @@ use common::{now, serve, Reply};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_webhook::buffer::BufferBodyLayer;
+use tower_webhook::body::BufferBodyLayer;
 use tower_webhook::clock::ManualClock;
-use tower_webhook::scheme::{Scheme, Signer};
+use tower_webhook::scheme::Scheme;
 use tower_webhook::verify::VerifyLayer;
 use tower_webhook::{BodyLimits, RawBody, Rejection, Verified, Verifier};
 
@@ -84,10 +84,7 @@ fn app_at(wiring: Wiring, now: u64) -> App {
 }
 
 fn signed(id: &str, ts: u64, body: &[u8]) -> HeaderMap {
-    Signer::new(&Scheme::standard_webhooks(), SECRET)
-        .unwrap()
-        .sign(id, ts, body)
-        .unwrap()
+    common::sign(&Scheme::standard_webhooks(), SECRET, id, ts, body)
 }
 
 /// A request case: headers and body, and what the client must get.

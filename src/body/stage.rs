@@ -1,4 +1,5 @@
-//! The response future shared by the two layers that read the body.
+//! What the two layers that read the body share: collecting it, then handing it on (after
+//! verifying it, for `Verify`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +14,7 @@ use tower_service::Service;
 
 use super::{BodyLimits, BufferedBody, Collect, RawBody};
 use crate::rejection::ResponseBody;
-use crate::verify::Verifier;
+use crate::verify::{verify_parts, Verifier};
 use crate::Rejection;
 
 /// What a layer does with the collected bytes before calling the inner service.
@@ -46,27 +47,8 @@ pub(crate) fn buffered_request(mut parts: Parts, bytes: Bytes) -> Request<Buffer
     Request::from_parts(parts, BufferedBody::new(bytes))
 }
 
-/// Verifies a request's signature over `bytes`, inserting [`Verified`](crate::Verified) into
-/// its extensions, or logs and returns the rejection.
-pub(crate) fn verify_parts(
-    verifier: &Verifier,
-    parts: &mut Parts,
-    bytes: &Bytes,
-) -> Result<(), Rejection> {
-    match verifier.verify(&parts.headers, bytes) {
-        Ok(verified) => {
-            parts.extensions.insert(verified);
-            Ok(())
-        }
-        Err(rejection) => {
-            rejection.log(verifier.claimed_id(&parts.headers), None);
-            Err(rejection)
-        }
-    }
-}
-
 pin_project! {
-    /// Response future of [`BufferBody`](crate::buffer::BufferBody) and
+    /// Response future of [`BufferBody`](crate::body::BufferBody) and
     /// [`Verify`](crate::verify::Verify): reads the body (when needed), then calls the inner
     /// service `S` (whose future is `F`), or answers a [`Rejection`].
     pub struct ResponseFuture<B, S, F> {

@@ -2,7 +2,7 @@
 //! two replicas sharing one Redis, exactly-once under concurrency, and Redis stopped mid-run.
 #![cfg(feature = "redis")]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +13,7 @@ use common::redis::RedisServer;
 use common::{now, post, serve};
 use http::{HeaderMap, StatusCode};
 use tower_webhook::replay::{Begin, RedisStore, ReplayLayer, ReplayStore, StoreError, Token};
-use tower_webhook::scheme::{Scheme, Signer};
+use tower_webhook::scheme::Scheme;
 use tower_webhook::Verifier;
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -41,10 +41,7 @@ async fn replica(url: &str, fail_open: bool, calls: Arc<AtomicUsize>) -> SocketA
 }
 
 fn delivery(id: &str) -> HeaderMap {
-    Signer::new(&Scheme::standard_webhooks(), SECRET)
-        .unwrap()
-        .sign(id, now(), BODY)
-        .unwrap()
+    common::sign(&Scheme::standard_webhooks(), SECRET, id, now(), BODY)
 }
 
 #[tokio::test]
