@@ -6,7 +6,8 @@
 //! request is `full_stack - handler_only - raw_hmac`.
 //!
 //! Every request is a fresh signed delivery (signed outside the timed part), so replay takes
-//! its full path: begin, handler, complete.
+//! its full path: begin, handler, complete. `full_stack` is the six layers in a
+//! `ServiceBuilder`; `webhook_layer` the same stages built by `WebhookLayer`.
 //!
 //! `cargo bench --bench stack`
 
@@ -34,7 +35,8 @@ fn stack(c: &mut Criterion) {
         .map(|i| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap()))
         .collect();
     ranges.push("192.0.2.0/24".parse().unwrap());
-    let mut svc = support::full_stack(verifier, ranges, 50_000_000);
+    let mut svc = support::full_stack(verifier.clone(), ranges.clone(), 50_000_000);
+    let mut one_call = support::webhook_stack(verifier, ranges, 50_000_000);
     let signer = Signer::new(&scheme, SECRET).unwrap();
     let key = Hmac::<Sha256>::new_from_slice(b"0123456789abcdef0123456789abcdef").unwrap();
 
@@ -72,6 +74,13 @@ fn stack(c: &mut Criterion) {
             b.iter_batched(
                 &mut next_request,
                 |req| black_box(support::call(&rt, &mut svc, req)),
+                BatchSize::SmallInput,
+            );
+        });
+        group.bench_function("webhook_layer", |b| {
+            b.iter_batched(
+                &mut next_request,
+                |req| black_box(support::call(&rt, &mut one_call, req)),
                 BatchSize::SmallInput,
             );
         });

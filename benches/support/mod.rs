@@ -77,6 +77,27 @@ pub fn full_stack(
         }))
 }
 
+/// The same stages as [`full_stack`], built by the one-call `WebhookLayer`.
+pub fn webhook_stack(
+    verifier: Verifier,
+    allowed: Vec<IpNet>,
+    capacity: usize,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<impl http_body::Body>, Error = Infallible>
+{
+    let layer = tower_webhook::WebhookLayer::builder(verifier)
+        .allow(allowed)
+        .rate_limit(Quota::new(1_000_000_000, Duration::from_secs(1)).unwrap())
+        .replay(MemoryStore::new(capacity))
+        .build()
+        .unwrap();
+    tower::Layer::layer(
+        &layer,
+        service_fn(|_: Request<BufferedBody>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }),
+    )
+}
+
 /// A delivery of `body` as event `id`, signed at `now`, from [`CLIENT`].
 pub fn signed_request(signer: &Signer, id: &str, now: u64, body: &Bytes) -> Request<Full<Bytes>> {
     let mut req = Request::post("/webhook")
