@@ -55,7 +55,7 @@ impl<S> Layer<S> for BufferBodyLayer {
 }
 
 /// Collects the request body before calling the inner service. See the
-/// [module docs](crate::buffer).
+/// [module docs](crate::body).
 #[derive(Debug, Clone)]
 pub struct BufferBody<S> {
     inner: S,

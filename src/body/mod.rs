@@ -156,7 +156,7 @@ impl Body for BufferedBody {
 
 /// The exact bytes of the request body, as a request extension.
 ///
-/// Put there by [`BufferBody`](crate::body::BufferBody) and by
+/// Put there by [`BufferBody`] and by
 /// [`Verify`](crate::verify::Verify); read it with `req.extensions().get::<RawBody>()`, or, with
 /// the `axum` feature, as an extractor. `Debug` prints only the length, so a body never lands in
 /// a log by accident.
