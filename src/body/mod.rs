@@ -70,8 +70,8 @@ mod collect;
 mod layer;
 
 pub mod future {
-    //! The response future of [`BufferBody`](super::BufferBody) and
-    //! [`Verify`](crate::verify::Verify).
+    //! The response future of [`BufferBody`](super::BufferBody),
+    //! [`Verify`](crate::verify::Verify) and [`Webhook`](crate::stack::Webhook).
     pub use super::stage::ResponseFuture;
 }
 mod stage;
@@ -87,7 +87,7 @@ use http_body::{Body, Frame, SizeHint};
 
 pub(crate) use collect::Collect;
 pub use layer::{BufferBody, BufferBodyLayer};
-pub(crate) use stage::{buffered_request, ResponseFuture, Stage};
+pub(crate) use stage::{ResponseFuture, Stage};
 
 /// A request body that holds the whole body in memory, exactly as received.
 ///

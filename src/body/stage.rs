@@ -1,5 +1,5 @@
-//! What the two layers that read the body share: collecting it, then handing it on (after
-//! verifying it, for `Verify`).
+//! What the layers that read the body share: collecting it, then handing it on, after
+//! verifying it (`Verify`, the one-call stack) and through the replay stage (the stack).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,13 +7,14 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{BodyLimits, BufferedBody, Collect, RawBody};
 use crate::rejection::ResponseBody;
+use crate::replay::{self, ReplayLayer};
 use crate::verify::{verify_parts, Verifier};
 use crate::Rejection;
 
@@ -22,22 +23,46 @@ use crate::Rejection;
 pub(crate) enum Stage {
     /// Only hand them on.
     Buffer,
-    /// Verify the signature first.
-    Verify(Verifier),
+    /// Verify the signature, then call the inner service through the replay stage if any.
+    Verify {
+        verifier: Verifier,
+        replay: Option<ReplayLayer>,
+    },
 }
 
 impl Stage {
-    /// Builds the request the inner service sees, with the bytes as its body and as a
-    /// [`RawBody`] extension (and the verified event, when verifying).
-    pub(crate) fn run(
-        &self,
-        mut parts: Parts,
-        bytes: Bytes,
-    ) -> Result<Request<BufferedBody>, Rejection> {
-        if let Self::Verify(verifier) = self {
-            verify_parts(verifier, &mut parts, &bytes)?;
+    fn claimed_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        match self {
+            Self::Verify { verifier, .. } => verifier.claimed_id(headers),
+            Self::Buffer => None,
         }
-        Ok(buffered_request(parts, bytes))
+    }
+
+    /// Verifies `bytes` when verifying, then calls `inner` with the request it sees.
+    fn run<B, S>(&self, mut parts: Parts, bytes: Bytes, inner: &mut S) -> State<B, S>
+    where
+        S: Service<Request<BufferedBody>> + Clone,
+    {
+        let replay = match self {
+            Self::Buffer => None,
+            Self::Verify { verifier, replay } => {
+                if let Err(rejection) = verify_parts(verifier, &mut parts, &bytes) {
+                    return State::Rejected {
+                        rejection: Some(rejection),
+                    };
+                }
+                replay.as_ref()
+            }
+        };
+        let req = buffered_request(parts, bytes);
+        match replay {
+            Some(replay) => State::Replaying {
+                future: replay.start(req, inner),
+            },
+            None => State::Calling {
+                future: inner.call(req),
+            },
+        }
     }
 }
 
@@ -48,18 +73,24 @@ pub(crate) fn buffered_request(mut parts: Parts, bytes: Bytes) -> Request<Buffer
 }
 
 pin_project! {
-    /// Response future of [`BufferBody`](crate::body::BufferBody) and
-    /// [`Verify`](crate::verify::Verify): reads the body (when needed), then calls the inner
-    /// service `S` (whose future is `F`), or answers a [`Rejection`].
-    pub struct ResponseFuture<B, S, F> {
+    /// Response future of [`BufferBody`](super::BufferBody), [`Verify`](crate::verify::Verify)
+    /// and [`Webhook`](crate::stack::Webhook): reads the body (when needed), then calls the
+    /// inner service `S`, or answers a [`Rejection`].
+    pub struct ResponseFuture<B, S>
+    where
+        S: Service<Request<BufferedBody>>,
+    {
         #[pin]
-        state: State<B, S, F>,
+        state: State<B, S>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<B, S, F> {
+    enum State<B, S>
+    where
+        S: Service<Request<BufferedBody>>,
+    {
         Collecting {
             #[pin]
             collect: Collect<B>,
@@ -69,7 +100,11 @@ pin_project! {
         },
         Calling {
             #[pin]
-            future: F,
+            future: S::Future,
+        },
+        Replaying {
+            #[pin]
+            future: replay::future::ResponseFuture<BufferedBody, S>,
         },
         Rejected {
             rejection: Option<Rejection>,
@@ -77,7 +112,7 @@ pin_project! {
     }
 }
 
-impl<B: Body, S: Clone, F> ResponseFuture<B, S, F> {
+impl<B: Body, S: Service<Request<BufferedBody>> + Clone> ResponseFuture<B, S> {
     /// Reads `body` within `limits`, runs `stage`, then calls the inner service: the ready one
     /// taken out of `inner` (a clone is left in its place). Refuses at once when the announced
     /// length is over the limit.
@@ -102,19 +137,15 @@ impl<B: Body, S: Clone, F> ResponseFuture<B, S, F> {
                 }
             }
             Err(rejection) => {
-                let claimed_id = match &stage {
-                    Stage::Verify(verifier) => verifier.claimed_id(&parts.headers),
-                    Stage::Buffer => None,
-                };
-                rejection.log(claimed_id, None);
+                rejection.log(stage.claimed_id(&parts.headers), None);
                 Self::rejected(rejection)
             }
         }
     }
 }
 
-impl<B, S, F> ResponseFuture<B, S, F> {
-    pub(crate) fn calling(future: F) -> Self {
+impl<B, S: Service<Request<BufferedBody>>> ResponseFuture<B, S> {
+    pub(crate) fn calling(future: S::Future) -> Self {
         Self {
             state: State::Calling { future },
         }
@@ -130,12 +161,12 @@ impl<B, S, F> ResponseFuture<B, S, F> {
     }
 }
 
-impl<B, S, ResBody, E> Future for ResponseFuture<B, S, S::Future>
+impl<B, S, ResBody> Future for ResponseFuture<B, S>
 where
     B: Body,
-    S: Service<Request<BufferedBody>, Response = Response<ResBody>, Error = E>,
+    S: Service<Request<BufferedBody>, Response = Response<ResBody>> + Clone,
 {
-    type Output = Result<Response<ResponseBody<ResBody>>, E>;
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
@@ -152,23 +183,21 @@ where
                         panic!("ResponseFuture polled after completion");
                     };
                     let next = match collected {
-                        Ok(bytes) => stage.run(parts, bytes).map(|req| inner.call(req)),
+                        Ok(bytes) => stage.run(parts, bytes, &mut inner),
                         Err(rejection) => {
-                            rejection.log(None, None);
-                            Err(rejection)
+                            rejection.log(stage.claimed_id(&parts.headers), None);
+                            State::Rejected {
+                                rejection: Some(rejection),
+                            }
                         }
                     };
-                    match next {
-                        Ok(future) => state.set(State::Calling { future }),
-                        Err(rejection) => state.set(State::Rejected {
-                            rejection: Some(rejection),
-                        }),
-                    }
+                    state.set(next);
                 }
                 StateProj::Calling { future } => {
                     let response = ready!(future.poll(cx))?;
                     return Poll::Ready(Ok(response.map(ResponseBody::new)));
                 }
+                StateProj::Replaying { future } => return future.poll(cx),
                 StateProj::Rejected { rejection } => {
                     let rejection = rejection
                         .take()
@@ -180,11 +209,12 @@ where
     }
 }
 
-impl<B, S, F> std::fmt::Debug for ResponseFuture<B, S, F> {
+impl<B, S: Service<Request<BufferedBody>>> std::fmt::Debug for ResponseFuture<B, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
             State::Collecting { .. } => "collecting",
             State::Calling { .. } => "calling",
+            State::Replaying { .. } => "replaying",
             State::Rejected { .. } => "rejected",
         };
         f.debug_struct("ResponseFuture")

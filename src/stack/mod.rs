@@ -63,7 +63,10 @@
 //! # Ok::<(), tower_webhook::ConfigError>(())
 //! ```
 
-pub mod future;
+pub mod future {
+    //! The response future of [`Webhook`](super::Webhook).
+    pub use crate::body::future::ResponseFuture;
+}
 mod service;
 
 #[cfg(feature = "config")]

@@ -10,9 +10,8 @@ use ipnet::IpNet;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::future::ResponseFuture;
 use crate::allowlist::IpAllowlist;
-use crate::body::{BodyLimits, BufferedBody, Collect};
+use crate::body::{BodyLimits, BufferedBody, ResponseFuture, Stage};
 use crate::client_ip::{ForwardedHeader, PeerAddress, ResolveClientIpLayer};
 use crate::rate_limit::RateLimitLayer;
 use crate::rejection::ResponseBody;
@@ -20,28 +19,27 @@ use crate::replay::{ReplayBuilder, ReplayLayer};
 use crate::{ConfigError, Rejection, Verifier};
 
 /// The stages that are on, shared by every clone of the layer and its services.
-pub(super) struct Stack {
-    pub(super) resolve: ResolveClientIpLayer,
-    pub(super) allow: Option<IpAllowlist>,
-    pub(super) rate: Option<RateLimitLayer>,
-    pub(super) limits: BodyLimits,
-    pub(super) verifier: Verifier,
-    pub(super) replay: Option<ReplayLayer>,
+struct Stack {
+    resolve: ResolveClientIpLayer,
+    allow: Option<IpAllowlist>,
+    rate: Option<RateLimitLayer>,
+    limits: BodyLimits,
+    verifier: Verifier,
+    replay: Option<ReplayLayer>,
 }
 
 impl Stack {
     /// The stages before the body: client IP, allowlist, rate limit.
     fn before_body<B>(&self, req: &mut Request<B>) -> Result<(), (Rejection, Option<IpAddr>)> {
-        let client = Some;
         let ip = self.resolve.resolve_into(req).map_err(|r| (r, None))?;
         if let Some(allow) = &self.allow {
             if !allow.contains(ip) {
-                return Err((Rejection::Forbidden, client(ip)));
+                return Err((Rejection::Forbidden, Some(ip)));
             }
         }
         if let Some(rate) = &self.rate {
             rate.check(req.headers(), req.extensions())
-                .map_err(|r| (r, client(ip)))?;
+                .map_err(|r| (r, Some(ip)))?;
         }
         Ok(())
     }
@@ -259,16 +257,10 @@ where
             return ResponseFuture::rejected(rejection);
         }
         let (parts, body) = req.into_parts();
-        match Collect::start(body, &parts.headers, &stack.limits) {
-            Ok(collect) => {
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::collecting(collect, parts, inner, stack.clone())
-            }
-            Err(rejection) => {
-                rejection.log(stack.verifier.claimed_id(&parts.headers), None);
-                ResponseFuture::rejected(rejection)
-            }
-        }
+        let stage = Stage::Verify {
+            verifier: stack.verifier.clone(),
+            replay: stack.replay.clone(),
+        };
+        ResponseFuture::start(body, parts, &stack.limits, &mut self.inner, stage)
     }
 }

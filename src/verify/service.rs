@@ -67,7 +67,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<B, S, S::Future>;
+    type Future = ResponseFuture<B, S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -89,7 +89,10 @@ where
             };
         }
         let limits = *self.verifier.body_limits();
-        let stage = Stage::Verify(self.verifier.clone());
+        let stage = Stage::Verify {
+            verifier: self.verifier.clone(),
+            replay: None,
+        };
         ResponseFuture::start(body, parts, &limits, &mut self.inner, stage)
     }
 }
