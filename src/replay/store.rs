@@ -153,3 +153,19 @@ pub trait ReplayStore: Send + Sync + fmt::Debug + 'static {
     /// Removes the caller's in-flight mark, so a retry is handled.
     fn release(&self, key: &str, token: Token) -> StoreFuture<bool>;
 }
+
+/// A store behind an `Arc` is the same store: several replay layers (one per endpoint, each
+/// under its own namespace) can share one.
+impl<T: ReplayStore + ?Sized> ReplayStore for std::sync::Arc<T> {
+    fn begin(&self, key: &str, token: Token, lease: Duration) -> StoreFuture<Begin> {
+        (**self).begin(key, token, lease)
+    }
+
+    fn complete(&self, key: &str, token: Token, ttl: Duration) -> StoreFuture<bool> {
+        (**self).complete(key, token, ttl)
+    }
+
+    fn release(&self, key: &str, token: Token) -> StoreFuture<bool> {
+        (**self).release(key, token)
+    }
+}

@@ -362,7 +362,7 @@ impl Config {
             if let Some(store) = &store {
                 let ttl = Duration::from_secs(self.replay_ttl_secs.unwrap_or(86_400));
                 builder = builder.replay(
-                    ReplayLayer::builder(SharedStore(store.clone()))
+                    ReplayLayer::builder(store.clone())
                         .namespace(&endpoint.path)
                         .ttl(ttl),
                 );
@@ -418,33 +418,5 @@ impl Config {
                 ))
             }
         })
-    }
-}
-
-/// One store behind several replay layers.
-#[derive(Debug)]
-struct SharedStore(Arc<dyn ReplayStore>);
-
-impl ReplayStore for SharedStore {
-    fn begin(
-        &self,
-        key: &str,
-        token: crate::replay::Token,
-        lease: Duration,
-    ) -> crate::replay::StoreFuture<crate::replay::Begin> {
-        self.0.begin(key, token, lease)
-    }
-
-    fn complete(
-        &self,
-        key: &str,
-        token: crate::replay::Token,
-        ttl: Duration,
-    ) -> crate::replay::StoreFuture<bool> {
-        self.0.complete(key, token, ttl)
-    }
-
-    fn release(&self, key: &str, token: crate::replay::Token) -> crate::replay::StoreFuture<bool> {
-        self.0.release(key, token)
     }
 }
