@@ -1,4 +1,4 @@
-//! The same layers on a plain hyper 1 server, without axum.
+//! The one-call stack on a plain hyper 1 server, without axum.
 //!
 //! ```sh
 //! cargo run --example hyper
@@ -6,9 +6,9 @@
 //!
 //! Reads the receiver's settings (`BIND_ADDR`, default `127.0.0.1:3000`; `WEBHOOK_SCHEME`;
 //! `WEBHOOK_SECRET`; `MAX_BODY_BYTES`; `TOLERANCE_SECS`; `ALLOW_CIDRS`; `TRUSTED_PROXIES`;
-//! `RATE_PER_SEC`; `RATE_BURST`) and prints the same lines:
-//! `listening on <addr>`, then `accepted id=<id or -> bytes=<n>` per accepted request.
-//! Accepts `POST` on any path.
+//! `RATE_PER_SEC`; `RATE_BURST`) and prints the same lines: `listening on <addr>`, then
+//! `accepted id=<id or -> bytes=<n> path=<request path>` per accepted request. Accepts `POST`
+//! on any path; no replay window.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -19,16 +19,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tower::util::BoxCloneService;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt};
-use tower_webhook::body::BufferBodyLayer;
-use tower_webhook::verify::{Verifier, VerifyLayer};
-use tower_webhook::{BufferedBody, Verified};
+use tower::{Layer, ServiceExt};
+use tower_webhook::verify::Verifier;
+use tower_webhook::{BufferedBody, Verified, WebhookLayer};
 
 async fn handle(req: Request<BufferedBody>) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() != Method::POST {
@@ -41,25 +38,34 @@ async fn handle(req: Request<BufferedBody>) -> Result<Response<Full<Bytes>>, Inf
         .get::<Verified>()
         .and_then(Verified::id)
         .unwrap_or("-");
-    println!("accepted id={id} bytes={}", req.body().bytes().len());
+    let (bytes, path) = (req.body().bytes().len(), req.uri().path());
+    println!("accepted id={id} bytes={bytes} path={path}");
     Ok(Response::new(Full::new(Bytes::from_static(
         b"{\"status\":\"accepted\"}",
     ))))
 }
 
-type Boxed =
-    BoxCloneService<Request<Incoming>, Response<UnsyncBoxBody<Bytes, Infallible>>, Infallible>;
-
-fn boxed<S, B>(service: S) -> Boxed
-where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes, Error = Infallible> + Send + 'static,
-{
-    BoxCloneService::new(service.map_response(|res: Response<B>| res.map(UnsyncBoxBody::new)))
+/// The stack from the receiver's settings.
+fn stack(secrets: &[String]) -> Result<(WebhookLayer, SocketAddr), support::Error> {
+    let verifier = Verifier::builder(support::scheme()?)
+        .secrets(secrets)
+        .tolerance(Duration::from_secs(support::parsed("TOLERANCE_SECS", 300)?))
+        .build()
+        .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
+    let max_body: usize = support::parsed("MAX_BODY_BYTES", 1024 * 1024)?;
+    let addr = support::parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+    let network = support::network()?;
+    let mut builder = WebhookLayer::builder(verifier)
+        .trusted_proxies(network.trusted)
+        .max_body(max_body);
+    if !network.allow_cidrs.is_empty() {
+        builder = builder.allow(network.allow_cidrs);
+    }
+    if let Some(quota) = network.quota {
+        builder = builder.rate_limit(quota);
+    }
+    let layer = builder.build().map_err(|e| e.to_string())?;
+    Ok((layer, addr))
 }
 
 #[tokio::main]
@@ -71,36 +77,8 @@ async fn main() {
         );
         vec![support::DEV_SECRET.to_owned()]
     });
-    let settings = (|| -> Result<_, support::Error> {
-        let verifier = Verifier::builder(support::scheme()?)
-            .secrets(&secrets)
-            .tolerance(Duration::from_secs(support::parsed("TOLERANCE_SECS", 300)?))
-            .build()
-            .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
-        let max_body: usize = support::parsed("MAX_BODY_BYTES", 1024 * 1024)?;
-        let addr: SocketAddr =
-            support::parsed("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
-        Ok((verifier, max_body, addr))
-    })();
-    let (verifier, max_body, addr) = settings.unwrap_or_else(|e| support::exit_with(e));
-
-    let network = support::network().unwrap_or_else(|e| support::exit_with(e));
-    let service = boxed(
-        ServiceBuilder::new()
-            .layer(BufferBodyLayer::new().max_bytes(max_body))
-            .layer(VerifyLayer::new(verifier))
-            .service_fn(handle),
-    );
-    // The optional layers change the service's type; boxing keeps one type either way.
-    let service = match network.rate {
-        Some(rate) => boxed(rate.layer(service)),
-        None => service,
-    };
-    let service = match network.allow {
-        Some(allow) => boxed(allow.layer(service)),
-        None => service,
-    };
-    let service = boxed(network.resolve.layer(service));
+    let (layer, addr) = stack(&secrets).unwrap_or_else(|e| support::exit_with(e));
+    let service = layer.layer(tower::service_fn(handle));
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -116,7 +94,7 @@ async fn main() {
                 continue;
             }
         };
-        // The peer address, for the client-IP layer.
+        // The peer address, for the client-IP stage.
         let service = TowerToHyperService::new(service.clone().map_request(
             move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(peer);

@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use tower_webhook::allowlist::{AllowlistLayer, IpAllowlist};
 use tower_webhook::client_ip::ResolveClientIpLayer;
 use tower_webhook::rate_limit::{Quota, RateLimitLayer};
@@ -68,6 +70,10 @@ pub struct Network {
     pub resolve: ResolveClientIpLayer,
     pub allow: Option<AllowlistLayer>,
     pub rate: Option<RateLimitLayer>,
+    /// The settings themselves, for `WebhookLayer::builder`.
+    pub trusted: Vec<IpNet>,
+    pub allow_cidrs: Vec<IpNet>,
+    pub quota: Option<Quota>,
 }
 
 pub fn network() -> Result<Network, Error> {
@@ -77,7 +83,7 @@ pub fn network() -> Result<Network, Error> {
     };
     let trusted = cidrs("TRUSTED_PROXIES")?;
     let allow = cidrs("ALLOW_CIDRS")?;
-    let rate = match var("RATE_PER_SEC") {
+    let quota = match var("RATE_PER_SEC") {
         None => None,
         Some(_) => {
             let per_sec: u32 = parsed("RATE_PER_SEC", 0)?;
@@ -85,12 +91,15 @@ pub fn network() -> Result<Network, Error> {
             let quota = Quota::new(per_sec, Duration::from_secs(1))
                 .and_then(|q| q.burst(burst))
                 .map_err(|e| format!("RATE_PER_SEC/RATE_BURST: {e}"))?;
-            Some(RateLimitLayer::new(quota))
+            Some(quota)
         }
     };
     Ok(Network {
-        resolve: ResolveClientIpLayer::new().trusted_proxies(trusted),
-        allow: (!allow.is_empty()).then(|| AllowlistLayer::new(IpAllowlist::new(allow))),
-        rate,
+        resolve: ResolveClientIpLayer::new().trusted_proxies(trusted.clone()),
+        allow: (!allow.is_empty()).then(|| AllowlistLayer::new(IpAllowlist::new(allow.clone()))),
+        rate: quota.map(RateLimitLayer::new),
+        trusted,
+        allow_cidrs: allow,
+        quota,
     })
 }
