@@ -129,10 +129,13 @@ fn settings() -> Result<toml::Table, support::Error> {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("WEBHOOK_CONFIG: cannot read {path}: {}", e.kind()))?;
-            // Parsed by the library, which names a syntax error's line without quoting it.
-            Config::from_toml(&text).map_err(|e| format!("WEBHOOK_CONFIG: {e}"))?;
-            text.parse::<toml::Table>()
-                .map_err(|_| "WEBHOOK_CONFIG: not valid TOML".to_owned())?
+            // A syntax error is named by its line, never quoted: the line may hold a secret.
+            text.parse::<toml::Table>().map_err(|e| {
+                let line = e
+                    .span()
+                    .map_or(0, |s| text[..s.start].matches('\n').count() + 1);
+                format!("WEBHOOK_CONFIG: not valid TOML at line {line}")
+            })?
         }
         None => {
             let scheme = support::var("WEBHOOK_SCHEME").unwrap_or_else(|| "standard".into());

@@ -433,6 +433,7 @@ fn one_config_file_serves_two_schemes_on_two_paths() {
         file.path(),
         format!(
             r#"
+bind_addr = "127.0.0.1:0"
 replay_store = "memory"
 tolerance_secs = 300
 

@@ -255,3 +255,19 @@ async fn a_stack_from_a_toml_file_answers_as_the_same_stack_from_code() {
     assert_eq!(statuses, [403, 200, 200, 401, 413, 429]);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// The README's config file example reads as it says: two endpoints, every key known.
+#[test]
+fn the_readme_config_example_is_a_valid_config() {
+    use tower_webhook::stack::config::Config;
+
+    let readme = include_str!("../../README.md");
+    let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let text = &readme[start..start + readme[start..].find("```").unwrap()];
+    let mut table: toml::Table = text.parse().unwrap();
+    // The receiver's own setting; the library's config has the rest.
+    assert!(table.remove("bind_addr").is_some());
+    let config = Config::from_table(table).unwrap();
+    let paths: Vec<&str> = config.endpoints().iter().map(|e| e.path()).collect();
+    assert_eq!(paths, ["/stripe", "/github"]);
+}
