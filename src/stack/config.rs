@@ -181,7 +181,9 @@ impl fmt::Debug for SecretRef {
 }
 
 impl SecretRef {
-    fn resolve(&self, field: &str) -> Result<String, LoadError> {
+    /// The value, read from where the reference says. A literal is logged as a warning when
+    /// `literal_is_a_secret` (a Redis URL without a password is no secret).
+    fn resolve(&self, field: &str, literal_is_a_secret: bool) -> Result<String, LoadError> {
         let value = if let Some(name) = self.0.strip_prefix("env:") {
             std::env::var(name).map_err(|_| {
                 LoadError::new(field, format!("environment variable {name} is not set"))
@@ -192,15 +194,19 @@ impl SecretRef {
             text.trim_end_matches(['\r', '\n']).to_owned()
         } else {
             #[cfg(feature = "tracing")]
-            tracing::warn!(
-                target: "tower_webhook",
-                field,
-                "a literal secret in the config file: use env:NAME or file:PATH outside development"
-            );
+            if literal_is_a_secret {
+                tracing::warn!(
+                    target: "tower_webhook",
+                    field,
+                    "a literal secret in the config file: use env:NAME or file:PATH outside development"
+                );
+            }
+            #[cfg(not(feature = "tracing"))]
+            let _ = literal_is_a_secret;
             self.0.clone()
         };
         if value.is_empty() {
-            return Err(LoadError::new(field, "the secret is empty"));
+            return Err(LoadError::new(field, "the value is empty"));
         }
         Ok(value)
     }
@@ -332,7 +338,7 @@ impl Config {
                 .secrets
                 .iter()
                 .enumerate()
-                .map(|(j, s)| s.resolve(&at(&format!("secrets[{j}]"))))
+                .map(|(j, s)| s.resolve(&at(&format!("secrets[{j}]")), true))
                 .collect::<Result<Vec<_>, _>>()?;
             let tolerance = endpoint
                 .tolerance_secs
@@ -403,7 +409,7 @@ impl Config {
             #[cfg(feature = "redis")]
             StoreKind::Redis => {
                 let url = match &self.redis_url {
-                    Some(url) => url.resolve("redis_url")?,
+                    Some(url) => url.resolve("redis_url", false)?,
                     None => "redis://127.0.0.1:6379/".to_owned(),
                 };
                 let store = crate::replay::RedisStore::new(&url)
@@ -412,6 +418,7 @@ impl Config {
             }
             #[cfg(not(feature = "redis"))]
             StoreKind::Redis => {
+                let _ = &self.redis_url;
                 return Err(LoadError::new(
                     "replay_store",
                     "redis needs the crate's `redis` feature",
