@@ -422,7 +422,7 @@ impl Config {
                 return Err(LoadError::new(
                     "replay_store",
                     "redis needs the crate's `redis` feature",
-                ))
+                ));
             }
         })
     }

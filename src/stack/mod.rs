@@ -1,10 +1,10 @@
 //! The one-call stack: every stage in the secure order, built from one verifier.
 //!
-//! [`WebhookLayer::builder`] takes the [`Verifier`] once and switches each optional stage on
+//! [`WebhookLayer::builder`] takes the [`Verifier`](crate::Verifier) once and switches each optional stage on
 //! with one call. Whatever is switched on runs in this order, outermost first:
 //!
 //! 1. client IP: the peer address, or behind [trusted proxies](WebhookBuilder::trusted_proxies)
-//!    the rightmost untrusted `X-Forwarded-For` / `Forwarded` hop ([`ClientIp`] in the
+//!    the rightmost untrusted `X-Forwarded-For` / `Forwarded` hop ([`ClientIp`](crate::client_ip::ClientIp) in the
 //!    extensions);
 //! 2. [allowlist](WebhookBuilder::allow) (403);
 //! 3. [rate limit](WebhookBuilder::rate_limit) (429 + `Retry-After`);
@@ -15,8 +15,8 @@
 //! The first three never read the body, so forged or unwanted traffic costs no buffer and no
 //! hash; only authenticated requests reach the replay store, so forgeries cannot fill it.
 //!
-//! The handler gets a `Request<`[`BufferedBody`]`>` holding the exact bytes. Every answer has
-//! one body type, [`ResponseBody`]`<B>` around the handler's body `B`, whatever stages are on:
+//! The handler gets a `Request<`[`BufferedBody`](crate::BufferedBody)`>` holding the exact bytes. Every answer has
+//! one body type, [`ResponseBody`](crate::ResponseBody)`<B>` around the handler's body `B`, whatever stages are on:
 //! it implements `Default`, so the stack sits inside tower-http's `TimeoutLayer` and
 //! `CorsLayer`. The separate layers ([`client_ip`](crate::client_ip),
 //! [`allowlist`](crate::allowlist), ...) stay available for other orders.
@@ -73,6 +73,3 @@ mod service;
 pub mod config;
 
 pub use service::{Webhook, WebhookBuilder, WebhookLayer};
-
-#[allow(unused_imports)] // for the module docs' links
-use crate::{client_ip::ClientIp, BufferedBody, ResponseBody, Verifier};
