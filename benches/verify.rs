@@ -120,5 +120,66 @@ fn verify(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, verify);
+/// A Stripe event of about `size` bytes: `type` is the last top-level key, after `data`, so
+/// reading it walks the whole body (the worst case; Standard Webhooks puts it first).
+fn stripe_event(size: usize) -> Vec<u8> {
+    let head = r#"{"id":"evt_1","object":"event","data":{"object":{"items":["#;
+    let tail = r#""]}},"livemode":false,"type":"invoice.paid"}"#;
+    let mut body = head.as_bytes().to_vec();
+    while body.len() + tail.len() + 8 < size {
+        body.extend_from_slice(br#""item","#);
+    }
+    body.extend_from_slice(b"\"last");
+    body.extend_from_slice(tail.as_bytes());
+    body
+}
+
+/// Reading the event type against verifying the same request, per body size.
+fn event_type(c: &mut Criterion) {
+    for size in [1024usize, 1024 * 1024] {
+        let body = bytes::Bytes::from(stripe_event(size));
+        let mut group = c.benchmark_group(format!("event_type/{size}"));
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        let headers = Signer::new(&Scheme::stripe(), SECRET)
+            .unwrap()
+            .sign("-", now(), &body)
+            .unwrap();
+        let verifier = Verifier::builder(Scheme::stripe())
+            .secret(SECRET)
+            .tolerance(TOLERANCE)
+            .build()
+            .unwrap();
+        let verified = verifier.verify(&headers, &body).unwrap();
+        assert_eq!(
+            verified.clone().with_body(body.clone()).event_type(),
+            Some("invoice.paid")
+        );
+        group.bench_function("verify", |b| {
+            b.iter(|| black_box(verifier.verify(black_box(&headers), black_box(&body))));
+        });
+        // The type read once needs a fresh copy of the verified request each time: its cost
+        // alone, to subtract.
+        group.bench_function("copy_only", |b| {
+            b.iter(|| black_box(verified.clone().with_body(body.clone())));
+        });
+        group.bench_function("type_last", |b| {
+            b.iter(|| {
+                let v = verified.clone().with_body(body.clone());
+                black_box(v.event_type().map(str::len))
+            });
+        });
+        // Standard Webhooks' layout: the type first.
+        let first =
+            bytes::Bytes::from([br#"{"type":"invoice.paid","#.as_slice(), &body[1..]].concat());
+        group.bench_function("type_first", |b| {
+            b.iter(|| {
+                let v = verified.clone().with_body(first.clone());
+                black_box(v.event_type().map(str::len))
+            });
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, verify, event_type);
 criterion_main!(benches);

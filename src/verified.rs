@@ -1,8 +1,12 @@
 //! What signature verification learned about a request.
 
+use std::fmt;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
 use http::HeaderValue;
 
-use crate::scheme::{SchemeKind, Tag};
+use crate::scheme::{Scheme, SchemeKind, Tag};
 
 /// A request whose signature was verified: put into the request's extensions by
 /// [`Verify`](crate::verify::Verify), and, with the `axum` feature, an extractor.
@@ -24,7 +28,7 @@ use crate::scheme::{SchemeKind, Tag};
 /// assert_eq!(verified.key_index(), 1); // the second secret matched
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Verified {
     pub(crate) scheme: SchemeKind,
     pub(crate) id: Option<HeaderValue>,
@@ -33,6 +37,12 @@ pub struct Verified {
     pub(crate) key_index: usize,
     /// The signature that matched: a keyed digest of everything signed.
     pub(crate) tag: Tag,
+    /// What the type is read from: the scheme, its header's value, and the verified body.
+    pub(crate) type_scheme: Scheme,
+    pub(crate) type_header: Option<HeaderValue>,
+    pub(crate) body: Option<Bytes>,
+    /// The type, read once when first asked for.
+    pub(crate) event_type: OnceLock<Option<Bytes>>,
 }
 
 impl Verified {
@@ -69,5 +79,70 @@ impl Verified {
     #[must_use]
     pub fn key_index(&self) -> usize {
         self.key_index
+    }
+
+    /// The event's type as its sender names it (`invoice.paid`, `issues.opened`,
+    /// `orders/create`), read once, when first asked for, from where the scheme's senders put
+    /// it (see the table in [`scheme`](crate::scheme#event-types)). `None` when the request
+    /// has none there, for example a body that is not JSON.
+    ///
+    /// A type in the body needs the body: the layers attach it; after calling
+    /// [`Verifier::verify`](crate::Verifier::verify) yourself, attach it with
+    /// [`with_body`](Self::with_body). Check [`event_type_is_signed`](Self::event_type_is_signed)
+    /// before trusting the type for anything that matters.
+    ///
+    /// ```
+    /// # use tower_webhook::{scheme::{Scheme, Signer}, Verifier};
+    /// let verifier = Verifier::builder(Scheme::stripe()).secret("whsec_test").build()?;
+    /// let body = br#"{"id":"evt_1","object":"event","type":"invoice.paid"}"#;
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let headers = Signer::new(&Scheme::stripe(), "whsec_test")?.sign("-", now, body)?;
+    ///
+    /// let verified = verifier.verify(&headers, body)?.with_body(bytes::Bytes::from_static(body));
+    /// assert_eq!(verified.event_type(), Some("invoice.paid"));
+    /// assert!(verified.event_type_is_signed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn event_type(&self) -> Option<&str> {
+        let text = self.event_type.get_or_init(|| {
+            let body = self.body.clone().unwrap_or_default();
+            self.type_scheme
+                .type_source()
+                .read(self.type_header.as_ref(), &body)
+        });
+        // Checked as visible ASCII when read.
+        text.as_deref().and_then(|t| std::str::from_utf8(t).ok())
+    }
+
+    /// Whether [`event_type`](Self::event_type) is covered by the signature. It is not for
+    /// GitHub (`X-GitHub-Event`), Shopify (`X-Shopify-Topic`) and a custom scheme's type
+    /// header: anyone holding one signed delivery can resend it under another type.
+    #[must_use]
+    pub fn event_type_is_signed(&self) -> bool {
+        self.type_scheme.type_source().is_signed()
+    }
+
+    /// Attaches the body that was verified, for [`event_type`](Self::event_type). The layers
+    /// do this themselves.
+    #[must_use]
+    pub fn with_body(mut self, body: Bytes) -> Self {
+        self.body = Some(body);
+        self.event_type = OnceLock::new();
+        self
+    }
+}
+
+impl fmt::Debug for Verified {
+    /// Never the body: only its length.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verified")
+            .field("scheme", &self.scheme)
+            .field("id", &self.id())
+            .field("id_signed", &self.id_signed)
+            .field("timestamp", &self.timestamp)
+            .field("key_index", &self.key_index)
+            .field("body_len", &self.body.as_ref().map(Bytes::len))
+            .finish_non_exhaustive()
     }
 }

@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::parse::{event_id, present, scan, Encoding, Tags};
 use super::senders::timestamp;
+use super::TypeSource;
 use super::{id_value, Key, Kind, Prefix, Scheme, SignError, Signed};
 use crate::{ConfigError, Rejection};
 
@@ -71,6 +72,7 @@ pub(super) struct Custom {
     timestamp: Option<(HeaderName, TimestampUnit)>,
     id: Option<HeaderName>,
     secret_encoding: SecretEncoding,
+    type_source: TypeSource,
 }
 
 /// Builds a [`Scheme`] for an in-house sender: [`Scheme::custom`] starts it.
@@ -102,6 +104,7 @@ pub struct CustomBuilder {
     timestamp: Option<(String, TimestampUnit)>,
     id: Option<String>,
     secret_encoding: SecretEncoding,
+    event_type: Option<(String, bool)>,
 }
 
 impl CustomBuilder {
@@ -115,6 +118,7 @@ impl CustomBuilder {
             timestamp: None,
             id: None,
             secret_encoding: SecretEncoding::Raw,
+            event_type: None,
         }
     }
 
@@ -152,6 +156,19 @@ impl CustomBuilder {
     /// The header holding the event id.
     pub fn id_header(mut self, name: &str) -> Self {
         self.id = Some(name.to_owned());
+        self
+    }
+
+    /// The header naming the event's type, such as `X-Event-Type`. It is not signed:
+    /// [`Verified::event_type_is_signed`](crate::Verified::event_type_is_signed) says so.
+    pub fn type_header(mut self, name: &str) -> Self {
+        self.event_type = Some((name.to_owned(), true));
+        self
+    }
+
+    /// The top-level field of the JSON body naming the event's type, such as `event`.
+    pub fn type_field(mut self, field: &str) -> Self {
+        self.event_type = Some((field.to_owned(), false));
         self
     }
 
@@ -207,6 +224,16 @@ impl CustomBuilder {
                 reason: "the signature, timestamp and id headers must be different",
             });
         }
+        let type_source = match self.event_type {
+            None => TypeSource::None,
+            Some((header, true)) => TypeSource::Header(name(&header)?),
+            Some((field, false)) if field.is_empty() => {
+                return Err(ConfigError::InvalidScheme {
+                    reason: "the type field's name is empty",
+                })
+            }
+            Some((field, false)) => TypeSource::Field(field.into()),
+        };
         let custom = Custom {
             signature,
             prefix: self.prefix,
@@ -216,6 +243,7 @@ impl CustomBuilder {
             timestamp,
             id,
             secret_encoding: self.secret_encoding,
+            type_source,
         };
         Ok(Scheme {
             kind: Kind::Custom(Arc::new(custom)),
@@ -234,6 +262,10 @@ impl Custom {
 
     pub(super) fn decode_secret(&self, secret: &str) -> Result<Vec<u8>, &'static str> {
         self.secret_encoding.decode(secret)
+    }
+
+    pub(super) fn type_source(&self) -> &TypeSource {
+        &self.type_source
     }
 
     fn prefix<'a>(&'a self, id: &'a str, ts: &'a str) -> Prefix<'a> {

@@ -21,6 +21,24 @@
 //! GitHub and Shopify sign no timestamp and their id headers are not covered by the signature:
 //! [`Verified::id_is_signed`](crate::Verified::id_is_signed) says so.
 //!
+//! # Event types
+//!
+//! [`Verified::event_type`](crate::Verified::event_type) reads the event's type from where
+//! each sender puts it:
+//!
+//! | sender | type | signed |
+//! |---|---|---|
+//! | Standard Webhooks, Stripe | the JSON body's top-level `type` | yes |
+//! | GitHub | `X-GitHub-Event`, joined with the body's top-level `action` when there is one: `issues.opened`, `push` | no |
+//! | Slack | Events API: `event.type` inside an `event_callback`, the top-level `type` otherwise (`url_verification`) | yes |
+//! | Shopify | `X-Shopify-Topic`: `orders/create` | no |
+//! | custom | a header, or a top-level JSON field, as configured | a field is, a header is not |
+//!
+//! Slack's slash commands and interactive payloads are form-encoded, not JSON: they have no
+//! type here (route them by path, as Slack sends each kind to its own URL). A body that is not
+//! a JSON object has no type. A type is 1 to 256 visible ASCII characters; anything else reads
+//! as no type.
+//!
 //! ```
 //! use tower_webhook::scheme::{Scheme, SchemeKind};
 //!
@@ -29,6 +47,7 @@
 //! ```
 
 mod custom;
+mod event_type;
 mod parse;
 mod senders;
 mod signer;
@@ -42,6 +61,7 @@ use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 
 pub use custom::{CustomBuilder, SecretEncoding, SignedContent, TimestampUnit};
+pub(crate) use event_type::TypeSource;
 pub use parse::Encoding;
 pub(crate) use parse::{push_hex, Decoded, Tag, Tags};
 pub use signer::{SignError, Signer};
@@ -164,6 +184,17 @@ impl Scheme {
             Kind::StandardWebhooks | Kind::Stripe | Kind::Slack => true,
             Kind::GitHub | Kind::Shopify => false,
             Kind::Custom(c) => c.has_timestamp(),
+        }
+    }
+
+    /// Where this scheme's senders put the event type.
+    pub(crate) fn type_source(&self) -> &TypeSource {
+        match &self.kind {
+            Kind::StandardWebhooks | Kind::Stripe => &event_type::BODY_TYPE,
+            Kind::GitHub => &event_type::GITHUB,
+            Kind::Slack => &event_type::SLACK,
+            Kind::Shopify => &event_type::SHOPIFY,
+            Kind::Custom(c) => c.type_source(),
         }
     }
 

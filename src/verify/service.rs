@@ -106,7 +106,7 @@ pub(crate) fn verify_parts(
 ) -> Result<(), Rejection> {
     match verifier.verify(&parts.headers, bytes) {
         Ok(verified) => {
-            parts.extensions.insert(verified);
+            parts.extensions.insert(verified.with_body(bytes.clone()));
             Ok(())
         }
         Err(rejection) => {

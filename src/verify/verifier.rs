@@ -1,5 +1,6 @@
 use std::fmt;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use hmac::Mac;
@@ -78,6 +79,7 @@ impl Verifier {
                 acc | tags_equal(&tag, candidate)
             });
             if bool::from(matched) {
+                let type_header = inner.scheme.type_source().header();
                 return Ok(Verified {
                     scheme: inner.scheme.kind(),
                     id: signed.id.cloned(),
@@ -85,6 +87,10 @@ impl Verifier {
                     timestamp: signed.timestamp,
                     key_index,
                     tag,
+                    type_scheme: inner.scheme.clone(),
+                    type_header: type_header.and_then(|name| headers.get(name)).cloned(),
+                    body: None,
+                    event_type: OnceLock::new(),
                 });
             }
         }

@@ -7,6 +7,7 @@ mod common;
 
 mod axum_router;
 mod demo;
+mod event_types;
 mod hyper_server;
 mod network;
 mod properties;
