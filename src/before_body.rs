@@ -57,6 +57,18 @@ impl<F> ResponseFuture<F> {
     }
 }
 
+impl<F> ResponseFuture<F> {
+    /// Answers `rejection` over HTTP, which the caller has logged.
+    pub(crate) fn answer(rejection: Rejection) -> Self {
+        Self {
+            state: State::Rejected {
+                rejection: Some(rejection),
+                grpc: false,
+            },
+        }
+    }
+}
+
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,

@@ -52,6 +52,14 @@ pub enum ConfigError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// An event-type pattern cannot be used.
+    #[non_exhaustive]
+    InvalidEventPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A custom scheme's parts do not fit together.
     #[non_exhaustive]
     InvalidScheme {
@@ -72,6 +80,9 @@ impl fmt::Display for ConfigError {
             Self::InvalidReplay { reason } => write!(f, "invalid replay settings: {reason}"),
             Self::InvalidStore { reason } => write!(f, "invalid replay store: {reason}"),
             Self::InvalidStack { reason } => write!(f, "invalid stack: {reason}"),
+            Self::InvalidEventPattern { pattern, reason } => {
+                write!(f, "invalid event pattern {pattern:?}: {reason}")
+            }
         }
     }
 }

@@ -74,6 +74,7 @@ mod cidr;
 pub mod client_ip;
 pub mod clock;
 mod error;
+pub mod events;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod rate_limit;

@@ -81,6 +81,12 @@ pub enum Rejection {
     /// This event was already handled (200, without calling the handler): the sender can stop
     /// retrying.
     Duplicate,
+    /// This event's type is not subscribed to (200 `{"status":"ignored"}`, without calling
+    /// the handler): the sender can stop retrying it.
+    Ignored,
+    /// The verified body does not fit the type the handler reads it as (422). Logged with the
+    /// event's id and type, so that a sender's schema change shows.
+    InvalidPayload,
     /// This event is being handled right now by another request (409, with `Retry-After`).
     #[non_exhaustive]
     InFlight {
@@ -147,7 +153,8 @@ impl Rejection {
             | Self::SignatureMismatch
             | Self::TimestampOutOfTolerance { .. } => StatusCode::UNAUTHORIZED,
             Self::Misconfigured { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Duplicate => StatusCode::OK,
+            Self::Duplicate | Self::Ignored => StatusCode::OK,
+            Self::InvalidPayload => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InFlight { .. } => StatusCode::CONFLICT,
@@ -185,6 +192,8 @@ impl Rejection {
             Self::Misconfigured { .. } => code!("internal_error"),
             // Not an error: the sender's delivery succeeded earlier.
             Self::Duplicate => ("duplicate", "{\"status\":\"duplicate\"}"),
+            Self::Ignored => ("ignored", "{\"status\":\"ignored\"}"),
+            Self::InvalidPayload => code!("invalid_payload"),
             Self::InFlight { .. } => code!("in_flight"),
             Self::StoreUnavailable { .. } => code!("store_unavailable"),
             Self::Forbidden => code!("forbidden"),
@@ -233,6 +242,7 @@ impl Rejection {
             408 => 4,       // DEADLINE_EXCEEDED
             409 => 10,      // ABORTED
             413 | 429 => 8, // RESOURCE_EXHAUSTED
+            422 => 3,       // INVALID_ARGUMENT
             503 => 14,      // UNAVAILABLE
             _ => 13,        // INTERNAL
         }
@@ -290,6 +300,8 @@ impl fmt::Display for Rejection {
             }
             Self::Misconfigured { reason } => write!(f, "misconfigured: {reason}"),
             Self::Duplicate => f.write_str("event already handled"),
+            Self::Ignored => f.write_str("event type not subscribed to"),
+            Self::InvalidPayload => f.write_str("body does not fit the handler's type"),
             Self::InFlight { .. } => f.write_str("event being handled by another request"),
             Self::StoreUnavailable { .. } => f.write_str("replay store unavailable"),
             Self::Forbidden => f.write_str("client address not allowed"),
@@ -437,6 +449,7 @@ mod tests {
                 now: 0,
             },
             Rejection::Misconfigured { reason: "r" },
+            Rejection::InvalidPayload,
             Rejection::InFlight {
                 retry_after: Duration::from_millis(1),
             },

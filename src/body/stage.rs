@@ -13,19 +13,22 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{BodyLimits, BufferedBody, Collect, RawBody};
+use crate::events::Subscription;
 use crate::rejection::ResponseBody;
 use crate::replay::{self, ReplayLayer};
 use crate::verify::{verify_parts, Verifier};
-use crate::Rejection;
+use crate::{Rejection, Verified};
 
 /// What a layer does with the collected bytes before calling the inner service.
 #[derive(Debug, Clone)]
 pub(crate) enum Stage {
     /// Only hand them on.
     Buffer,
-    /// Verify the signature, then call the inner service through the replay stage if any.
+    /// Verify the signature, answer the event types not subscribed to, then call the inner
+    /// service through the replay stage if any.
     Verify {
         verifier: Verifier,
+        subscription: Option<Subscription>,
         replay: Option<ReplayLayer>,
     },
 }
@@ -45,8 +48,18 @@ impl Stage {
     {
         let replay = match self {
             Self::Buffer => None,
-            Self::Verify { verifier, replay } => {
-                if let Err(rejection) = verify_parts(verifier, &mut parts, &bytes) {
+            Self::Verify {
+                verifier,
+                subscription,
+                replay,
+            } => {
+                let verified = verify_parts(verifier, &mut parts, &bytes).and_then(|()| {
+                    match (subscription, parts.extensions.get::<Verified>()) {
+                        (Some(subscription), Some(verified)) => subscription.check(verified),
+                        _ => Ok(()),
+                    }
+                });
+                if let Err(rejection) = verified {
                     return State::Rejected {
                         rejection: Some(rejection),
                     };

@@ -10,7 +10,8 @@
 //! 3. [rate limit](WebhookBuilder::rate_limit) (429 + `Retry-After`);
 //! 4. body buffering within the [body limits](WebhookBuilder::max_body) (413, 408, 400);
 //! 5. signature verification (401, 400), with [`Verified`](crate::Verified) in the extensions;
-//! 6. [replay window](WebhookBuilder::replay) (200 duplicate, 409, 503).
+//! 6. [event subscription](WebhookBuilder::subscribe) (200 `ignored` for other types);
+//! 7. [replay window](WebhookBuilder::replay) (200 duplicate, 409, 503).
 //!
 //! The first three never read the body, so forged or unwanted traffic costs no buffer and no
 //! hash; only authenticated requests reach the replay store, so forgeries cannot fill it.

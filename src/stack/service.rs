@@ -13,6 +13,7 @@ use tower_service::Service;
 use crate::allowlist::IpAllowlist;
 use crate::body::{BodyLimits, BufferedBody, ResponseFuture, Stage};
 use crate::client_ip::{ForwardedHeader, PeerAddress, ResolveClientIpLayer};
+use crate::events::Subscription;
 use crate::rate_limit::RateLimitLayer;
 use crate::rejection::ResponseBody;
 use crate::replay::{ReplayBuilder, ReplayLayer};
@@ -25,6 +26,7 @@ struct Stack {
     rate: Option<RateLimitLayer>,
     limits: BodyLimits,
     verifier: Verifier,
+    subscription: Option<Subscription>,
     replay: Option<ReplayLayer>,
 }
 
@@ -63,6 +65,7 @@ impl WebhookLayer {
             resolve: ResolveClientIpLayer::new(),
             allow: None,
             rate: None,
+            subscription: None,
             replay: None,
         }
     }
@@ -94,6 +97,7 @@ impl fmt::Debug for WebhookLayer {
             .field("rate_limit", &s.rate)
             .field("limits", &s.limits)
             .field("verifier", &s.verifier)
+            .field("subscription", &s.subscription)
             .field("replay", &s.replay)
             .finish()
     }
@@ -107,6 +111,7 @@ pub struct WebhookBuilder {
     allow: Option<IpAllowlist>,
     rate: Option<RateLimitLayer>,
     limits: BodyLimits,
+    subscription: Option<Subscription>,
     replay: Option<ReplayBuilder>,
 }
 
@@ -161,6 +166,13 @@ impl WebhookBuilder {
         self
     }
 
+    /// Handles only the event types `subscription` takes; answers every other verified event
+    /// 200 `{"status":"ignored"}` without the handler and without touching the replay store.
+    pub fn subscribe(mut self, subscription: Subscription) -> Self {
+        self.subscription = Some(subscription);
+        self
+    }
+
     /// Handles each verified event once: a store (for the defaults) or a
     /// [`ReplayBuilder`] with its settings. Its TTL is checked against the verifier's
     /// tolerance when the stack is built.
@@ -199,6 +211,7 @@ impl WebhookBuilder {
                 rate: self.rate,
                 limits: self.limits,
                 verifier: self.verifier,
+                subscription: self.subscription,
                 replay,
             }),
         })
@@ -213,6 +226,7 @@ impl fmt::Debug for WebhookBuilder {
             .field("allow", &self.allow)
             .field("rate_limit", &self.rate)
             .field("limits", &self.limits)
+            .field("subscription", &self.subscription)
             .field("replay", &self.replay)
             .finish()
     }
@@ -259,6 +273,7 @@ where
         let (parts, body) = req.into_parts();
         let stage = Stage::Verify {
             verifier: stack.verifier.clone(),
+            subscription: stack.subscription.clone(),
             replay: stack.replay.clone(),
         };
         ResponseFuture::start(body, parts, &stack.limits, &mut self.inner, stage)

@@ -91,6 +91,7 @@ where
         let limits = *self.verifier.body_limits();
         let stage = Stage::Verify {
             verifier: self.verifier.clone(),
+            subscription: None,
             replay: None,
         };
         ResponseFuture::start(body, parts, &limits, &mut self.inner, stage)

@@ -8,6 +8,7 @@ mod common;
 mod axum_router;
 mod demo;
 mod event_types;
+mod events;
 mod hyper_server;
 mod network;
 mod properties;
