@@ -7,7 +7,7 @@
 //! Reads the receiver's settings (`BIND_ADDR`, default `127.0.0.1:3000`; `WEBHOOK_SCHEME`;
 //! `WEBHOOK_SECRET`; `MAX_BODY_BYTES`; `TOLERANCE_SECS`; `ALLOW_CIDRS`; `TRUSTED_PROXIES`;
 //! `RATE_PER_SEC`; `RATE_BURST`) and prints the same lines: `listening on <addr>`, then
-//! `accepted id=<id or -> bytes=<n> path=<request path>` per accepted request. Accepts `POST`
+//! `accepted id=<id or -> bytes=<n> type=<type or -> path=<request path>` per accepted request. Accepts `POST`
 //! on any path; no replay window.
 
 #[path = "support/mod.rs"]
@@ -38,8 +38,13 @@ async fn handle(req: Request<BufferedBody>) -> Result<Response<Full<Bytes>>, Inf
         .get::<Verified>()
         .and_then(Verified::id)
         .unwrap_or("-");
+    let event_type = req
+        .extensions()
+        .get::<Verified>()
+        .and_then(Verified::event_type)
+        .unwrap_or("-");
     let (bytes, path) = (req.body().bytes().len(), req.uri().path());
-    println!("accepted id={id} bytes={bytes} path={path}");
+    println!("accepted id={id} bytes={bytes} type={event_type} path={path}");
     Ok(Response::new(Full::new(Bytes::from_static(
         b"{\"status\":\"accepted\"}",
     ))))

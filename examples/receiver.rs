@@ -24,9 +24,11 @@
 //! | `RATE_PER_SEC` | unset | requests per second per client IP (429 above); unset: no limit |
 //! | `RATE_BURST` | `RATE_PER_SEC` | requests per client IP at once |
 //! | `FAIL_ONCE_PREFIX` | unset | events whose id starts with this fail (500) on their first delivery, to show retries |
+//! | `WEBHOOK_EVENTS` | unset: every event | comma-separated event-type patterns (`invoice.paid`, `invoice.*`, `*`); other types answer 200 `{"status":"ignored"}` |
 //!
 //! Standard output carries `listening on <addr>` once bound, then exactly one line per accepted
-//! event: `accepted id=<event id or -> bytes=<body length> path=<endpoint path>`. Rejected
+//! event: `accepted id=<event id or -> bytes=<body length> type=<event type or -> path=<endpoint
+//! path>`. Rejected
 //! requests and duplicates never reach the handler and print nothing there; each is a
 //! `tracing` event on standard error.
 
@@ -82,6 +84,12 @@ fn handler(
             .get::<Verified>()
             .and_then(Verified::id)
             .map(str::to_owned);
+        let event_type = req
+            .extensions()
+            .get::<Verified>()
+            .and_then(Verified::event_type)
+            .unwrap_or("-")
+            .to_owned();
         let answer = if failures.fail_first_time(id.as_deref()) {
             eprintln!("simulated failure for id={}", id.as_deref().unwrap_or("-"));
             (
@@ -90,7 +98,7 @@ fn handler(
             )
         } else {
             let (id, bytes) = (id.as_deref().unwrap_or("-"), req.body().bytes().len());
-            println!("accepted id={id} bytes={bytes} path={path}");
+            println!("accepted id={id} bytes={bytes} type={event_type} path={path}");
             (StatusCode::OK, "{\"status\":\"accepted\"}")
         };
         let response = Response::builder()
@@ -155,6 +163,15 @@ fn settings() -> Result<toml::Table, support::Error> {
             table
         }
     };
+    // Event types: every endpoint's, when given in the environment.
+    if let Some(events) = support::var("WEBHOOK_EVENTS") {
+        let events: Vec<String> = events.split(',').map(|e| e.trim().to_owned()).collect();
+        if let Some(toml::Value::Array(endpoints)) = table.get_mut("endpoints") {
+            for endpoint in endpoints.iter_mut().filter_map(toml::Value::as_table_mut) {
+                endpoint.insert("events".into(), events.clone().into());
+            }
+        }
+    }
     for name in NUMBERS {
         if let Some(value) = support::var(name) {
             let n: i64 = value

@@ -338,7 +338,7 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    fn rejection(body: Bytes) -> Self {
+    pub(crate) fn rejection(body: Bytes) -> Self {
         Self {
             kind: Kind::Rejection {
                 body: (!body.is_empty()).then_some(body),

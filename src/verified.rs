@@ -123,6 +123,16 @@ impl Verified {
         self.type_scheme.type_source().is_signed()
     }
 
+    /// Slack's URL verification handshake: the `challenge` of a verified Slack
+    /// `url_verification` event.
+    pub(crate) fn slack_challenge(&self) -> Option<Bytes> {
+        let handshake =
+            self.scheme == SchemeKind::Slack && self.event_type() == Some("url_verification");
+        handshake
+            .then(|| crate::scheme::body_field(self.body.as_ref()?, &["challenge"]))
+            .flatten()
+    }
+
     /// Attaches the body that was verified, for [`event_type`](Self::event_type). The layers
     /// do this themselves.
     #[must_use]

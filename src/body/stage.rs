@@ -30,6 +30,7 @@ pub(crate) enum Stage {
         verifier: Verifier,
         subscription: Option<Subscription>,
         replay: Option<ReplayLayer>,
+        slack_handshake: bool,
     },
 }
 
@@ -52,17 +53,27 @@ impl Stage {
                 verifier,
                 subscription,
                 replay,
+                slack_handshake,
             } => {
-                let verified = verify_parts(verifier, &mut parts, &bytes).and_then(|()| {
-                    match (subscription, parts.extensions.get::<Verified>()) {
-                        (Some(subscription), Some(verified)) => subscription.check(verified),
-                        _ => Ok(()),
-                    }
-                });
-                if let Err(rejection) = verified {
+                if let Err(rejection) = verify_parts(verifier, &mut parts, &bytes) {
                     return State::Rejected {
                         rejection: Some(rejection),
                     };
+                }
+                if let Some(verified) = parts.extensions.get::<Verified>() {
+                    if let Some(challenge) = slack_handshake
+                        .then(|| verified.slack_challenge())
+                        .flatten()
+                    {
+                        return State::Answered {
+                            body: Some(challenge_body(&challenge)),
+                        };
+                    }
+                    if let Some(Err(rejection)) = subscription.as_ref().map(|s| s.check(verified)) {
+                        return State::Rejected {
+                            rejection: Some(rejection),
+                        };
+                    }
                 }
                 replay.as_ref()
             }
@@ -77,6 +88,13 @@ impl Stage {
             },
         }
     }
+}
+
+/// The answer to Slack's URL verification: `{"challenge":"<challenge>"}`.
+fn challenge_body(challenge: &[u8]) -> Bytes {
+    let challenge = String::from_utf8_lossy(challenge);
+    let quoted = serde_json::to_string(&*challenge).unwrap_or_default();
+    Bytes::from(format!("{{\"challenge\":{quoted}}}"))
 }
 
 /// The request the inner service sees: `bytes` as its body and as a [`RawBody`] extension.
@@ -121,6 +139,9 @@ pin_project! {
         },
         Rejected {
             rejection: Option<Rejection>,
+        },
+        Answered {
+            body: Option<Bytes>,
         },
     }
 }
@@ -217,6 +238,15 @@ where
                         .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(rejection.into_response()));
                 }
+                StateProj::Answered { body } => {
+                    let body = body.take().expect("ResponseFuture polled after completion");
+                    let mut response = Response::new(ResponseBody::rejection(body));
+                    response.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    return Poll::Ready(Ok(response));
+                }
             }
         }
     }
@@ -229,6 +259,7 @@ impl<B, S: Service<Request<BufferedBody>>> std::fmt::Debug for ResponseFuture<B,
             State::Calling { .. } => "calling",
             State::Replaying { .. } => "replaying",
             State::Rejected { .. } => "rejected",
+            State::Answered { .. } => "answered",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -92,7 +92,7 @@ fn valid(bytes: &[u8]) -> bool {
 /// (Stripe puts `type` last) is found from the end: either way a large body is not read
 /// whole. Nested values on the way are skipped, strings with `memchr`. A body that is not a
 /// JSON object up to the field has no type.
-fn field(body: &Bytes, path: &[&str]) -> Option<Bytes> {
+pub(crate) fn field(body: &Bytes, path: &[&str]) -> Option<Bytes> {
     let token = string_at(body, path)?;
     let inner = token.start + 1..token.end - 1;
     let text = if body[inner.clone()].contains(&b'\\') {

@@ -61,7 +61,7 @@ use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 
 pub use custom::{CustomBuilder, SecretEncoding, SignedContent, TimestampUnit};
-pub(crate) use event_type::TypeSource;
+pub(crate) use event_type::{field as body_field, TypeSource};
 pub use parse::Encoding;
 pub(crate) use parse::{push_hex, Decoded, Tag, Tags};
 pub use signer::{SignError, Signer};

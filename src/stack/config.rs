@@ -16,7 +16,7 @@
 //! | `replay_max_entries` | `100000` | most ids the memory store holds |
 //! | `max_body_bytes` | `1048576` | largest body accepted |
 //! | `tolerance_secs` | `300` | how far a signed timestamp may be from now |
-//! | `[[endpoints]]` | | `path`, `scheme` (`standard`, `stripe`, `github`, `slack`, `shopify`), `secrets` (a list), and optionally `tolerance_secs` and `max_body_bytes` |
+//! | `[[endpoints]]` | | `path`, `scheme` (`standard`, `stripe`, `github`, `slack`, `shopify`), `secrets` (a list), and optionally `events` (event-type patterns, see [`Subscription`]; unset: every event), `tolerance_secs` and `max_body_bytes` |
 //!
 //! Every endpoint gets its own stack; they share one replay store, each under its own
 //! namespace (its path), so two endpoints never share replay keys.
@@ -62,6 +62,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::{WebhookBuilder, WebhookLayer};
+use crate::events::Subscription;
 use crate::rate_limit::Quota;
 use crate::replay::{MemoryStore, ReplayLayer, ReplayStore};
 use crate::scheme::Scheme;
@@ -95,6 +96,7 @@ pub struct EndpointConfig {
     path: String,
     scheme: SchemeName,
     secrets: Vec<SecretRef>,
+    events: Option<Vec<String>>,
     tolerance_secs: Option<u64>,
     max_body_bytes: Option<usize>,
 }
@@ -364,6 +366,11 @@ impl Config {
             }
             if let Some(rate) = &rate {
                 builder = builder.rate_limit(rate.clone());
+            }
+            if let Some(events) = &endpoint.events {
+                let subscription =
+                    Subscription::new(events).map_err(|e| LoadError::new(&at("events"), e))?;
+                builder = builder.subscribe(subscription);
             }
             if let Some(store) = &store {
                 let ttl = Duration::from_secs(self.replay_ttl_secs.unwrap_or(86_400));

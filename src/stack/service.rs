@@ -28,6 +28,7 @@ struct Stack {
     verifier: Verifier,
     subscription: Option<Subscription>,
     replay: Option<ReplayLayer>,
+    slack_handshake: bool,
 }
 
 impl Stack {
@@ -67,6 +68,7 @@ impl WebhookLayer {
             rate: None,
             subscription: None,
             replay: None,
+            slack_handshake: false,
         }
     }
 
@@ -113,6 +115,7 @@ pub struct WebhookBuilder {
     limits: BodyLimits,
     subscription: Option<Subscription>,
     replay: Option<ReplayBuilder>,
+    slack_handshake: bool,
 }
 
 impl WebhookBuilder {
@@ -173,6 +176,14 @@ impl WebhookBuilder {
         self
     }
 
+    /// Answers Slack's URL verification handshake itself, once the request is verified: a
+    /// Slack `url_verification` event gets 200 `{"challenge":"<its challenge>"}` without the
+    /// handler, the subscription or the replay store. Off by default.
+    pub fn slack_url_verification(mut self, answer: bool) -> Self {
+        self.slack_handshake = answer;
+        self
+    }
+
     /// Handles each verified event once: a store (for the defaults) or a
     /// [`ReplayBuilder`] with its settings. Its TTL is checked against the verifier's
     /// tolerance when the stack is built.
@@ -213,6 +224,7 @@ impl WebhookBuilder {
                 verifier: self.verifier,
                 subscription: self.subscription,
                 replay,
+                slack_handshake: self.slack_handshake,
             }),
         })
     }
@@ -275,6 +287,7 @@ where
             verifier: stack.verifier.clone(),
             subscription: stack.subscription.clone(),
             replay: stack.replay.clone(),
+            slack_handshake: stack.slack_handshake,
         };
         ResponseFuture::start(body, parts, &stack.limits, &mut self.inner, stage)
     }

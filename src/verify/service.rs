@@ -93,6 +93,7 @@ where
             verifier: self.verifier.clone(),
             subscription: None,
             replay: None,
+            slack_handshake: false,
         };
         ResponseFuture::start(body, parts, &limits, &mut self.inner, stage)
     }

@@ -65,10 +65,16 @@ fn every_scheme_accepts_signed_and_refuses_tampered() {
             "standard" | "github" | "shopify" => "evt_demo",
             _ => "-",
         };
+        // The body's `type`, for the senders that put it there; GitHub's and Shopify's are
+        // headers the demo sender does not send.
+        let ty = match scheme {
+            "github" | "shopify" => "-",
+            _ => "ping",
+        };
         assert_eq!(
             receiver.printed(),
             [format!(
-                "accepted id={id} bytes={} path=/webhook",
+                "accepted id={id} bytes={} type={ty} path=/webhook",
                 body.len()
             )],
             "{scheme}"
@@ -255,7 +261,11 @@ fn a_replayed_delivery_is_accepted_once_and_a_failed_one_on_retry() {
         assert_eq!(printed.len(), 2, "{scheme}: {printed:?}");
         assert_eq!(
             printed[1],
-            format!("accepted id=evt_fail_1 bytes={} path=/webhook", body.len())
+            format!(
+                "accepted id=evt_fail_1 bytes={} type={} path=/webhook",
+                body.len(),
+                if scheme == "github" { "-" } else { "ping" }
+            )
         );
     }
 }
@@ -498,9 +508,15 @@ secrets = ["{STRIPE_SECRET}"]
     assert_eq!(
         receiver.printed(),
         [
-            format!("accepted id=- bytes={} path=/stripe", event.len()),
-            "accepted id=gh_1 bytes=9 path=/github".to_owned(),
-            format!("accepted id=- bytes={} path=/stripe-eu", event.len()),
+            format!(
+                "accepted id=- bytes={} type=invoice.paid path=/stripe",
+                event.len()
+            ),
+            "accepted id=gh_1 bytes=9 type=- path=/github".to_owned(),
+            format!(
+                "accepted id=- bytes={} type=invoice.paid path=/stripe-eu",
+                event.len()
+            ),
         ]
     );
 }
@@ -595,4 +611,55 @@ fn a_bad_config_file_exits_with_status_2_naming_the_field() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn webhook_events_answers_other_types_ignored_and_prints_no_line() {
+    let stripe = [
+        ("WEBHOOK_SCHEME", "stripe"),
+        ("WEBHOOK_SECRET", STRIPE_SECRET),
+        ("WEBHOOK_EVENTS", "invoice.*, customer.subscription.deleted"),
+    ];
+    let receiver = Receiver::start(&stripe);
+    let paid = br#"{"id":"evt_e1","object":"event","type":"invoice.paid"}"#;
+    let (code, out) = send(&receiver.url, &stripe, &[], paid);
+    assert_eq!(code, 0, "{out}");
+    let refund = br#"{"id":"evt_e2","object":"event","type":"charge.refunded"}"#;
+    let (code, out) = send(&receiver.url, &stripe, &[], refund);
+    assert_eq!((code, out.trim()), (0, r#"200 {"status":"ignored"}"#));
+    assert_eq!(
+        receiver.printed(),
+        [format!(
+            "accepted id=- bytes={} type=invoice.paid path=/webhook",
+            paid.len()
+        )]
+    );
+
+    // The same per endpoint in a config file; a bad pattern names its field.
+    let file = ConfigFile::new(
+        "events",
+        &format!(
+            "[[endpoints]]\npath = \"/stripe\"\nscheme = \"stripe\"\nsecrets = [\"{STRIPE_SECRET}\"]\nevents = [\"charge.*\"]\n"
+        ),
+    );
+    let config = file.path();
+    let receiver = common::Example::start("receiver", &[("WEBHOOK_CONFIG", &config)]);
+    let url = format!("http://{}/stripe", receiver.addr);
+    let (_, out) = send(&url, &stripe, &[], paid);
+    assert!(out.starts_with(r#"200 {"status":"ignored"}"#), "{out}");
+    let (code, _) = send(&url, &stripe, &[], refund);
+    assert_eq!(code, 0);
+    assert_eq!(receiver.printed().len(), 1);
+
+    let bad = ConfigFile::new(
+        "badevents",
+        "[[endpoints]]\npath = \"/a\"\nscheme = \"github\"\nsecrets = [\"s\"]\nevents = [\"is*sues\"]\n",
+    );
+    let out = Command::new(common::example("receiver"))
+        .env_clear()
+        .env("WEBHOOK_CONFIG", bad.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("endpoints[0].events"));
 }

@@ -316,3 +316,57 @@ async fn the_subscribe_layer_alone() {
         "only the subscribed event"
     );
 }
+
+/// Slack's URL verification, answered by the stack when asked to, once verified; a forged
+/// handshake is refused, and without the option the handler gets it.
+#[tokio::test]
+async fn the_stack_answers_slacks_url_verification_when_asked() {
+    use tower::ServiceExt;
+    let send = |answer: bool, tamper: bool| async move {
+        let verifier = Verifier::builder(Scheme::slack())
+            .secret(SECRET)
+            .build()
+            .unwrap();
+        let stack = WebhookLayer::builder(verifier)
+            .slack_url_verification(answer)
+            .subscribe(Subscription::new(["app_mention"]).unwrap())
+            .build()
+            .unwrap();
+        let svc = stack.layer(service_fn(|_: Request<BufferedBody>| async {
+            Ok::<_, Infallible>(Response::new("handler".to_owned()))
+        }));
+        let body = r#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+        let headers = common::sign(&Scheme::slack(), SECRET, "-", now(), body.as_bytes());
+        let sent = if tamper {
+            body.replace("3eZ", "4eZ")
+        } else {
+            body.to_owned()
+        };
+        let mut req = Request::post("/")
+            .body(http_body_util::Full::new(Bytes::from(sent)))
+            .unwrap();
+        *req.headers_mut() = headers;
+        req.extensions_mut()
+            .insert(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
+        let res = svc.oneshot(req).await.unwrap();
+        let status = res.status();
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    };
+    assert_eq!(
+        send(true, false).await,
+        (
+            StatusCode::OK,
+            r#"{"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}"#.to_owned()
+        )
+    );
+    assert_eq!(send(true, true).await.0, StatusCode::UNAUTHORIZED);
+    // Without the option, the subscription (app_mention only) ignores the handshake.
+    assert_eq!(
+        send(false, false).await,
+        (StatusCode::OK, r#"{"status":"ignored"}"#.to_owned())
+    );
+}
