@@ -13,6 +13,7 @@
 //! | [`rate_limit::RateLimitLayer`] | keyed `governor` limiter, by client IP by default | 429 + `Retry-After` |
 //! | [`body::BufferBodyLayer`] | collects the body once, within a byte and a time limit, keeping the exact bytes | 413, 408, 400 |
 //! | [`verify::VerifyLayer`] | HMAC-SHA256 over the exact bytes, several secrets, the senders' real header formats, signed-timestamp tolerance | 401, 400 |
+//! | [`events::SubscribeLayer`] | handles only the subscribed event types ([`Verified::event_type`]) | 200 `ignored`, handler not called |
 //! | [`replay::ReplayLayer`] | each verified event handled once (memory or Redis), a failed one retried | 200 duplicate, 409, 503 |
 //!
 //! The cheap checks run before any body is read; buffering comes before verification, which
