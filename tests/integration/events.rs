@@ -370,3 +370,52 @@ async fn the_stack_answers_slacks_url_verification_when_asked() {
         (StatusCode::OK, r#"{"status":"ignored"}"#.to_owned())
     );
 }
+
+/// `Event::from_request`, for plain Tower and hyper handlers: the parsed payload, or the
+/// rejection the axum extractor answers with.
+#[tokio::test]
+async fn event_from_request_without_axum() {
+    use tower::ServiceExt;
+    let stack = WebhookLayer::builder(stripe()).build().unwrap();
+    let svc = stack.layer(service_fn(|req: Request<BufferedBody>| async move {
+        let answer = match Event::<Invoice>::from_request(&req) {
+            Ok(event) => format!(
+                "{} {}",
+                event.data().data.object.id,
+                event.timestamp().is_some()
+            ),
+            Err(rejection) => format!("{} {}", rejection.status().as_u16(), rejection.code()),
+        };
+        Ok::<_, Infallible>(Response::new(answer))
+    }));
+    for (body, want) in [
+        (
+            r#"{"data":{"object":{"id":"in_7","amount_paid":5}},"type":"invoice.paid"}"#,
+            "in_7 true",
+        ),
+        (
+            r#"{"data":{"object":{}},"type":"invoice.paid"}"#,
+            "422 invalid_payload",
+        ),
+        ("not json", "422 invalid_payload"),
+    ] {
+        let mut req = Request::post("/")
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .unwrap();
+        *req.headers_mut() = common::sign(&Scheme::stripe(), SECRET, "-", now(), body.as_bytes());
+        req.extensions_mut()
+            .insert(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
+        let res = svc.clone().oneshot(req).await.unwrap();
+        let got = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(std::str::from_utf8(&got).unwrap(), want, "{body}");
+    }
+    // Without verification in front: a wiring error, never the client's fault.
+    let req = Request::new(());
+    assert_eq!(
+        Event::<Invoice>::from_request(&req).unwrap_err().status(),
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+}
