@@ -53,6 +53,18 @@
 //! struct InvoiceData {
 //!     object: serde_json::Value,
 //! }
+//! #[derive(Deserialize)]
+//! struct Cancelled {
+//!     data: CancelledData,
+//! }
+//! #[derive(Deserialize)]
+//! struct CancelledData {
+//!     object: StripeSubscription,
+//! }
+//! #[derive(Deserialize)]
+//! struct StripeSubscription {
+//!     customer: String,
+//! }
 //!
 //! let router = EventRouter::builder()
 //!     .route("invoice.paid", service_fn(|req: Request<BufferedBody>| async move {
@@ -67,8 +79,12 @@
 //!         };
 //!         Ok::<_, Infallible>(response)
 //!     }))
-//!     .route("customer.subscription.deleted", service_fn(|_: Request<BufferedBody>| async {
-//!         Ok::<_, Infallible>(Response::new("cancelled".to_owned()))
+//!     .route("customer.subscription.deleted", service_fn(|req: Request<BufferedBody>| async move {
+//!         let answer = match Event::<Cancelled>::from_request(&req) {
+//!             Ok(event) => format!("cancelled: {}", event.data().data.object.customer),
+//!             Err(rejection) => rejection.code().to_owned(),
+//!         };
+//!         Ok::<_, Infallible>(Response::new(answer))
 //!     }))
 //!     .build()?;
 //! # let _ = router;
