@@ -197,11 +197,12 @@ impl Walk<'_> {
     fn skip_string(&mut self) -> Option<()> {
         self.expect(b'"')?;
         loop {
-            let i = memchr::memchr2(b'"', b'\\', &self.body[self.at..])?;
+            let i = memchr::memchr2(b'"', b'\\', self.body.get(self.at..)?)?;
             self.at += i + 1;
             if self.body[self.at - 1] == b'"' {
                 return Some(());
             }
+            // A backslash: the next byte is escaped, whatever it is (even past the end).
             self.at += 1;
         }
     }
@@ -319,6 +320,14 @@ mod tests {
         ] {
             assert_eq!(body(&ty, none), None, "{none}");
         }
+        // Cut short anywhere, escapes included: never a panic.
+        let whole = r#"{"a":"x\\\"y","b":[{"c":"\\"}],"type":"t\u0041"}"#;
+        for end in 0..whole.len() {
+            let _ = body(&ty, &whole[..end]);
+            let _ = body(&TypeSource::Slack, &whole[..end]);
+        }
+        assert_eq!(body(&ty, r#"{"a":"\"#), None);
+        assert_eq!(body(&ty, whole).as_deref(), Some("tA"));
         let long = format!(r#"{{"type":"{}"}}"#, "x".repeat(257));
         assert_eq!(body(&ty, &long), None);
     }
