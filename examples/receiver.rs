@@ -120,15 +120,14 @@ const NUMBERS: [&str; 6] = [
     "MAX_BODY_BYTES",
     "TOLERANCE_SECS",
 ];
-const TEXTS: [&str; 5] = [
+const TEXTS: [&str; 6] = [
     "BIND_ADDR",
     "TRUSTED_PROXIES",
     "ALLOW_CIDRS",
     "REPLAY_STORE",
     "REDIS_URL",
+    "FAIL_ONCE_PREFIX",
 ];
-/// The receiver's own settings, not the stack's.
-const RECEIVER_KEYS: [&str; 2] = ["bind_addr", "fail_once_prefix"];
 
 /// The settings as one table: the file of `WEBHOOK_CONFIG`, or one endpoint on `/webhook`
 /// from `WEBHOOK_SCHEME` and `WEBHOOK_SECRET`; then every environment setting over it.
@@ -180,7 +179,7 @@ fn settings() -> Result<toml::Table, support::Error> {
             table.insert(name.to_ascii_lowercase(), n.into());
         }
     }
-    for name in TEXTS.into_iter().chain(["FAIL_ONCE_PREFIX"]) {
+    for name in TEXTS {
         if let Some(value) = support::var(name) {
             table.insert(name.to_ascii_lowercase(), value.into());
         }
@@ -197,9 +196,10 @@ fn app(mut settings: toml::Table) -> Result<(Router, Option<String>), support::E
             Some(_) => Err(format!("{key}: expected a string")),
         }
     };
-    let bind = text(&mut settings, RECEIVER_KEYS[0])?;
+    // The receiver's own settings, taken out before the rest is the stack's config.
+    let bind = text(&mut settings, "bind_addr")?;
     let failures = Failures {
-        prefix: text(&mut settings, RECEIVER_KEYS[1])?.map(Into::into),
+        prefix: text(&mut settings, "fail_once_prefix")?.map(Into::into),
         ..Failures::default()
     };
     let config = Config::from_table(settings).map_err(|e| e.to_string())?;
