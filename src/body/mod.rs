@@ -87,7 +87,7 @@ use http_body::{Body, Frame, SizeHint};
 
 pub(crate) use collect::Collect;
 pub use layer::{BufferBody, BufferBodyLayer};
-pub(crate) use stage::{ResponseFuture, Stage};
+pub(crate) use stage::{ResponseFuture, Stage, Verifying};
 
 /// A request body that holds the whole body in memory, exactly as received.
 ///

@@ -24,20 +24,38 @@ use crate::{Rejection, Verified};
 pub(crate) enum Stage {
     /// Only hand them on.
     Buffer,
-    /// Verify the signature, answer the event types not subscribed to, then call the inner
-    /// service through the replay stage if any.
-    Verify {
-        verifier: Verifier,
-        subscription: Option<Subscription>,
-        replay: Option<ReplayLayer>,
-        slack_handshake: bool,
-    },
+    /// Verify the signature first, and what follows it.
+    Verify(Verifying),
+}
+
+/// What follows the body when verifying: the signature, then the answers the stack gives
+/// itself (Slack's handshake, event types not subscribed to), then the replay stage if any.
+/// `Verify` uses the signature alone; the one-call stack builds one with its stages and
+/// hands a clone to each request.
+#[derive(Debug, Clone)]
+pub(crate) struct Verifying {
+    pub(crate) verifier: Verifier,
+    pub(crate) subscription: Option<Subscription>,
+    pub(crate) replay: Option<ReplayLayer>,
+    pub(crate) slack_handshake: bool,
+}
+
+impl Verifying {
+    /// The signature alone.
+    pub(crate) fn new(verifier: Verifier) -> Self {
+        Self {
+            verifier,
+            subscription: None,
+            replay: None,
+            slack_handshake: false,
+        }
+    }
 }
 
 impl Stage {
     fn claimed_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
         match self {
-            Self::Verify { verifier, .. } => verifier.claimed_id(headers),
+            Self::Verify(v) => v.verifier.claimed_id(headers),
             Self::Buffer => None,
         }
     }
@@ -49,12 +67,12 @@ impl Stage {
     {
         let replay = match self {
             Self::Buffer => None,
-            Self::Verify {
+            Self::Verify(Verifying {
                 verifier,
                 subscription,
                 replay,
                 slack_handshake,
-            } => {
+            }) => {
                 if let Err(rejection) = verify_parts(verifier, &mut parts, &bytes) {
                     return State::Rejected {
                         rejection: Some(rejection),

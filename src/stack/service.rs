@@ -11,12 +11,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::allowlist::IpAllowlist;
-use crate::body::{BodyLimits, BufferedBody, ResponseFuture, Stage};
+use crate::body::{BodyLimits, BufferedBody, ResponseFuture, Stage, Verifying};
 use crate::client_ip::{ForwardedHeader, PeerAddress, ResolveClientIpLayer};
 use crate::events::Subscription;
 use crate::rate_limit::RateLimitLayer;
 use crate::rejection::ResponseBody;
-use crate::replay::{ReplayBuilder, ReplayLayer};
+use crate::replay::ReplayBuilder;
 use crate::{ConfigError, Rejection, Verifier};
 
 /// The stages that are on, shared by every clone of the layer and its services.
@@ -25,10 +25,8 @@ struct Stack {
     allow: Option<IpAllowlist>,
     rate: Option<RateLimitLayer>,
     limits: BodyLimits,
-    verifier: Verifier,
-    subscription: Option<Subscription>,
-    replay: Option<ReplayLayer>,
-    slack_handshake: bool,
+    /// The signature and the stages after it, handed to each request.
+    verifying: Verifying,
 }
 
 impl Stack {
@@ -75,7 +73,7 @@ impl WebhookLayer {
     /// The verifier the stack checks signatures with.
     #[must_use]
     pub fn verifier(&self) -> &Verifier {
-        &self.stack.verifier
+        &self.stack.verifying.verifier
     }
 }
 
@@ -98,9 +96,7 @@ impl fmt::Debug for WebhookLayer {
             .field("allow", &s.allow)
             .field("rate_limit", &s.rate)
             .field("limits", &s.limits)
-            .field("verifier", &s.verifier)
-            .field("subscription", &s.subscription)
-            .field("replay", &s.replay)
+            .field("verifying", &s.verifying)
             .finish()
     }
 }
@@ -221,10 +217,12 @@ impl WebhookBuilder {
                 allow: self.allow,
                 rate: self.rate,
                 limits: self.limits,
-                verifier: self.verifier,
-                subscription: self.subscription,
-                replay,
-                slack_handshake: self.slack_handshake,
+                verifying: Verifying {
+                    verifier: self.verifier,
+                    subscription: self.subscription,
+                    replay,
+                    slack_handshake: self.slack_handshake,
+                },
             }),
         })
     }
@@ -283,12 +281,7 @@ where
             return ResponseFuture::rejected(rejection);
         }
         let (parts, body) = req.into_parts();
-        let stage = Stage::Verify {
-            verifier: stack.verifier.clone(),
-            subscription: stack.subscription.clone(),
-            replay: stack.replay.clone(),
-            slack_handshake: stack.slack_handshake,
-        };
+        let stage = Stage::Verify(stack.verifying.clone());
         ResponseFuture::start(body, parts, &stack.limits, &mut self.inner, stage)
     }
 }

@@ -8,7 +8,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Verifier;
-use crate::body::{BufferedBody, ResponseFuture, Stage};
+use crate::body::{BufferedBody, ResponseFuture, Stage, Verifying};
 use crate::rejection::ResponseBody;
 use crate::{RawBody, Rejection};
 
@@ -89,12 +89,7 @@ where
             };
         }
         let limits = *self.verifier.body_limits();
-        let stage = Stage::Verify {
-            verifier: self.verifier.clone(),
-            subscription: None,
-            replay: None,
-            slack_handshake: false,
-        };
+        let stage = Stage::Verify(Verifying::new(self.verifier.clone()));
         ResponseFuture::start(body, parts, &limits, &mut self.inner, stage)
     }
 }
