@@ -30,15 +30,15 @@ use crate::scheme::{Scheme, SchemeKind, Tag};
 /// ```
 #[derive(Clone)]
 pub struct Verified {
-    pub(crate) scheme: SchemeKind,
+    /// The scheme that verified it: its kind, and where it puts the event type.
+    pub(crate) scheme: Scheme,
     pub(crate) id: Option<HeaderValue>,
     pub(crate) id_signed: bool,
     pub(crate) timestamp: Option<u64>,
     pub(crate) key_index: usize,
     /// The signature that matched: a keyed digest of everything signed.
     pub(crate) tag: Tag,
-    /// What the type is read from: the scheme, its header's value, and the verified body.
-    pub(crate) type_scheme: Scheme,
+    /// What the type is read from, beside the scheme: its header's value and the body.
     pub(crate) type_header: Option<HeaderValue>,
     pub(crate) body: Option<Bytes>,
     /// The type, read once when first asked for.
@@ -49,7 +49,7 @@ impl Verified {
     /// The scheme that verified the request.
     #[must_use]
     pub fn scheme(&self) -> SchemeKind {
-        self.scheme
+        self.scheme.kind()
     }
 
     /// The event id from the scheme's id header, if it has one and it was sent. Check
@@ -106,10 +106,11 @@ impl Verified {
     #[must_use]
     pub fn event_type(&self) -> Option<&str> {
         let text = self.event_type.get_or_init(|| {
-            let body = self.body.clone().unwrap_or_default();
-            self.type_scheme
+            let empty = Bytes::new();
+            let body = self.body.as_ref().unwrap_or(&empty);
+            self.scheme
                 .type_source()
-                .read(self.type_header.as_ref(), &body)
+                .read(self.type_header.as_ref(), body)
         });
         // Checked as visible ASCII when read.
         text.as_deref().and_then(|t| std::str::from_utf8(t).ok())
@@ -120,14 +121,14 @@ impl Verified {
     /// header: anyone holding one signed delivery can resend it under another type.
     #[must_use]
     pub fn event_type_is_signed(&self) -> bool {
-        self.type_scheme.type_source().is_signed()
+        self.scheme.type_source().is_signed()
     }
 
     /// Slack's URL verification handshake: the `challenge` of a verified Slack
     /// `url_verification` event.
     pub(crate) fn slack_challenge(&self) -> Option<Bytes> {
         let handshake =
-            self.scheme == SchemeKind::Slack && self.event_type() == Some("url_verification");
+            self.scheme() == SchemeKind::Slack && self.event_type() == Some("url_verification");
         handshake
             .then(|| crate::scheme::body_field(self.body.as_ref()?, &["challenge"]))
             .flatten()
@@ -147,7 +148,7 @@ impl fmt::Debug for Verified {
     /// Never the body: only its length.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verified")
-            .field("scheme", &self.scheme)
+            .field("scheme", &self.scheme())
             .field("id", &self.id())
             .field("id_signed", &self.id_signed)
             .field("timestamp", &self.timestamp)

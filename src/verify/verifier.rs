@@ -81,13 +81,12 @@ impl Verifier {
             if bool::from(matched) {
                 let type_header = inner.scheme.type_source().header();
                 return Ok(Verified {
-                    scheme: inner.scheme.kind(),
+                    scheme: inner.scheme.clone(),
                     id: signed.id.cloned(),
                     id_signed: signed.id_signed,
                     timestamp: signed.timestamp,
                     key_index,
                     tag,
-                    type_scheme: inner.scheme.clone(),
                     type_header: type_header.and_then(|name| headers.get(name)).cloned(),
                     body: None,
                     event_type: OnceLock::new(),
