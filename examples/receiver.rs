@@ -44,7 +44,7 @@ use axum::routing::post_service;
 use axum::Router;
 use http::{header, Request, Response, StatusCode};
 use tower::{service_fn, Layer};
-use tower_webhook::stack::config::Config;
+use tower_webhook::stack::config::{self, Config};
 use tower_webhook::{BufferedBody, Verified, WebhookLayer};
 
 /// The `FAIL_ONCE_PREFIX` demonstration: ids seen failing once by this process.
@@ -136,13 +136,7 @@ fn settings() -> Result<toml::Table, support::Error> {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("WEBHOOK_CONFIG: cannot read {path}: {}", e.kind()))?;
-            // A syntax error is named by its line, never quoted: the line may hold a secret.
-            text.parse::<toml::Table>().map_err(|e| {
-                let line = e
-                    .span()
-                    .map_or(0, |s| text[..s.start].matches('\n').count() + 1);
-                format!("WEBHOOK_CONFIG: not valid TOML at line {line}")
-            })?
+            config::parse_toml(&text).map_err(|e| format!("WEBHOOK_CONFIG: {e}"))?
         }
         None => {
             let scheme = support::var("WEBHOOK_SCHEME").unwrap_or_else(|| "standard".into());

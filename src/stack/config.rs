@@ -256,6 +256,22 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// Parses TOML text into a table, for a caller that edits it before
+/// [`Config::from_table`] (the demo receiver lays its environment settings over it).
+///
+/// # Errors
+///
+/// A [`LoadError`] that names the line of a syntax error, never quoting it: the line may hold
+/// a secret.
+pub fn parse_toml(text: &str) -> Result<toml::Table, LoadError> {
+    text.parse().map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .map_or(0, |span| text[..span.start].matches('\n').count() + 1);
+        LoadError::new("", format!("not valid TOML at line {line}"))
+    })
+}
+
 impl Config {
     /// Reads a config from TOML text.
     ///
@@ -264,14 +280,7 @@ impl Config {
     /// A [`LoadError`] naming the first field that is unknown, missing or of the wrong type.
     /// A syntax error names its line only: the line may hold a secret.
     pub fn from_toml(text: &str) -> Result<Self, LoadError> {
-        let syntax = |e: toml::de::Error| {
-            let line = e
-                .span()
-                .map_or(0, |span| text[..span.start].matches('\n').count() + 1);
-            LoadError::new("", format!("not valid TOML at line {line}"))
-        };
-        let deserializer = toml::Deserializer::parse(text).map_err(syntax)?;
-        Self::deserialize_from(deserializer)
+        Self::from_table(parse_toml(text)?)
     }
 
     /// Reads a config from a TOML table, for example one the caller has edited (the demo
@@ -282,14 +291,7 @@ impl Config {
     ///
     /// A [`LoadError`] naming the first bad field.
     pub fn from_table(table: toml::Table) -> Result<Self, LoadError> {
-        Self::deserialize_from(table)
-    }
-
-    fn deserialize_from<'de, D>(deserializer: D) -> Result<Self, LoadError>
-    where
-        D: serde::Deserializer<'de, Error = toml::de::Error>,
-    {
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        serde_path_to_error::deserialize(table).map_err(|e| {
             let field = e.path().to_string();
             let field = if field == "." { String::new() } else { field };
             // serde quotes a value of the wrong type in its message: never a secret's.
