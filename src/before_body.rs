@@ -10,6 +10,9 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Response};
 use pin_project_lite::pin_project;
 
+use std::net::IpAddr;
+
+use crate::observe::About;
 use crate::rejection::ResponseBody;
 use crate::Rejection;
 
@@ -42,12 +45,15 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn rejected(
         rejection: Rejection,
         headers: &HeaderMap,
-        client: Option<&dyn std::fmt::Display>,
+        client: Option<IpAddr>,
     ) -> Self {
         let grpc = headers
             .get(CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        rejection.log(None, client);
+        rejection.log(About {
+            client,
+            ..About::default()
+        });
         Self {
             state: State::Rejected {
                 rejection: Some(rejection),

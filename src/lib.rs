@@ -78,6 +78,7 @@ mod error;
 pub mod events;
 #[cfg(feature = "axum")]
 pub mod extract;
+pub mod observe;
 pub mod rate_limit;
 mod rejection;
 pub mod replay;

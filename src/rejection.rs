@@ -27,6 +27,10 @@ use http::{HeaderName, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::observe::About;
+#[cfg(feature = "tracing")]
+use crate::observe::OrDash;
+
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -265,21 +269,42 @@ impl Rejection {
         response
     }
 
+    /// The codes of the refusals, every [`code`](Self::code) but `duplicate`, `in_flight` and
+    /// `ignored` (answers the sender needs no alarm for).
+    #[cfg(any(test, feature = "metrics"))]
+    pub(crate) const CODES: [&'static str; 13] = [
+        "payload_too_large",
+        "body_timeout",
+        "body_read_error",
+        "missing_header",
+        "malformed_header",
+        "no_supported_signature",
+        "signature_mismatch",
+        "timestamp_out_of_tolerance",
+        "internal_error",
+        "invalid_payload",
+        "store_unavailable",
+        "forbidden",
+        "rate_limited",
+    ];
+
     /// Emits the `tracing` event for this rejection (a no-op without the `tracing` feature):
-    /// status, code, reason, and the event id and client address when known.
-    pub(crate) fn log(&self, event_id: Option<&str>, client: Option<&dyn fmt::Display>) {
+    /// status, code, reason, and what `about` knows of the request.
+    pub(crate) fn log(&self, about: About<'_>) {
         #[cfg(feature = "tracing")]
         tracing::info!(
             target: "tower_webhook",
             status = self.status().as_u16(),
             code = self.code(),
-            event_id = event_id.unwrap_or("-"),
-            client = %client.unwrap_or(&"-"),
+            endpoint = about.endpoint.unwrap_or("-"),
+            scheme = about.scheme.unwrap_or("-"),
+            client = %OrDash(about.client),
+            event_id = about.event_id.unwrap_or("-"),
             reason = %self,
             "webhook rejected"
         );
         #[cfg(not(feature = "tracing"))]
-        let _ = (event_id, client);
+        let _ = about;
     }
 }
 
@@ -392,7 +417,7 @@ where
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for Rejection {
     fn into_response(self) -> axum_core::response::Response {
-        self.log(None, None);
+        self.log(About::default());
         Rejection::into_response::<axum_core::body::Body>(self).map(axum_core::body::Body::new)
     }
 }
@@ -464,6 +489,12 @@ mod tests {
         ];
         for r in all {
             let (code, body) = r.code_and_body();
+            // Every refusal is counted under its code.
+            assert_eq!(
+                Rejection::CODES.contains(&code),
+                !matches!(r, Rejection::InFlight { .. }),
+                "{code}"
+            );
             assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
             assert_eq!(body, format!("{{\"error\":\"{code}\"}}"));
             let response = r.clone().into_response::<http_body_util::Empty<Bytes>>();

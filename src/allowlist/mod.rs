@@ -168,11 +168,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match client_ip::of(req.extensions()) {
             Some(ip) if self.list.contains(ip) => ResponseFuture::inner(self.inner.call(req)),
-            ip => ResponseFuture::rejected(
-                Rejection::Forbidden,
-                req.headers(),
-                ip.as_ref().map(|ip| ip as _),
-            ),
+            ip => ResponseFuture::rejected(Rejection::Forbidden, req.headers(), ip),
         }
     }
 }

@@ -92,6 +92,14 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (parts, body) = req.into_parts();
-        ResponseFuture::start(body, parts, &self.limits, &mut self.inner, Stage::Buffer)
+        let (limits, unwatched) = (&self.limits, Default::default());
+        ResponseFuture::start(
+            body,
+            parts,
+            limits,
+            &mut self.inner,
+            Stage::Buffer,
+            unwatched,
+        )
     }
 }

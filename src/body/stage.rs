@@ -4,16 +4,18 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{BodyLimits, BufferedBody, Collect, RawBody};
 use crate::events::Subscription;
+use crate::observe::{About, RequestSpan, Watch};
 use crate::rejection::ResponseBody;
 use crate::replay::{self, ReplayLayer};
 use crate::verify::{verify_parts, Verifier};
@@ -53,15 +55,23 @@ impl Verifying {
 }
 
 impl Stage {
-    fn claimed_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        match self {
-            Self::Verify(v) => v.verifier.claimed_id(headers),
+    /// Logs `rejection` of the request `parts`, with what `watch` knows.
+    fn log(&self, rejection: &Rejection, parts: &Parts, watch: &Watch) {
+        let verifier = match self {
+            Self::Verify(v) => Some(&v.verifier),
             Self::Buffer => None,
-        }
+        };
+        rejection.log(watch.about(About::request(&parts.headers, &parts.extensions, verifier)));
     }
 
     /// Verifies `bytes` when verifying, then calls `inner` with the request it sees.
-    fn run<B, S>(&self, mut parts: Parts, bytes: Bytes, inner: &mut S) -> State<B, S>
+    fn run<B, S>(
+        &self,
+        mut parts: Parts,
+        bytes: Bytes,
+        inner: &mut S,
+        watch: &mut Watch,
+    ) -> State<B, S>
     where
         S: Service<Request<BufferedBody>> + Clone,
     {
@@ -74,11 +84,13 @@ impl Stage {
                 slack_handshake,
             }) => {
                 if let Err(rejection) = verify_parts(verifier, &mut parts, &bytes) {
+                    self.log(&rejection, &parts, watch);
                     return State::Rejected {
                         rejection: Some(rejection),
                     };
                 }
                 if let Some(verified) = parts.extensions.get::<Verified>() {
+                    watch.verified(verified);
                     if let Some(challenge) = slack_handshake
                         .then(|| verified.slack_challenge())
                         .flatten()
@@ -87,10 +99,15 @@ impl Stage {
                             body: Some(challenge_body(&challenge)),
                         };
                     }
-                    if let Some(Err(rejection)) = subscription.as_ref().map(|s| s.check(verified)) {
-                        return State::Rejected {
-                            rejection: Some(rejection),
-                        };
+                    if let Some(subscription) = subscription {
+                        let about =
+                            About::request(&parts.headers, &parts.extensions, Some(verifier));
+                        let about = watch.about(about);
+                        if let Err(rejection) = subscription.check(verified, about) {
+                            return State::Rejected {
+                                rejection: Some(rejection),
+                            };
+                        }
                     }
                 }
                 replay.as_ref()
@@ -101,9 +118,12 @@ impl Stage {
             Some(replay) => State::Replaying {
                 future: replay.start(req, inner),
             },
-            None => State::Calling {
-                future: inner.call(req),
-            },
+            None => {
+                watch.handler_called();
+                State::Calling {
+                    future: inner.call(req),
+                }
+            }
         }
     }
 }
@@ -131,6 +151,8 @@ pin_project! {
     {
         #[pin]
         state: State<B, S>,
+        watch: Watch,
+        span: RequestSpan,
     }
 }
 
@@ -174,6 +196,7 @@ impl<B: Body, S: Service<Request<BufferedBody>> + Clone> ResponseFuture<B, S> {
         limits: &BodyLimits,
         inner: &mut S,
         stage: Stage,
+        (watch, span): (Watch, RequestSpan),
     ) -> Self {
         match Collect::start(body, &parts.headers, limits) {
             Ok(collect) => {
@@ -186,11 +209,13 @@ impl<B: Body, S: Service<Request<BufferedBody>> + Clone> ResponseFuture<B, S> {
                         inner: Some(inner),
                         stage,
                     },
+                    watch,
+                    span,
                 }
             }
             Err(rejection) => {
-                rejection.log(stage.claimed_id(&parts.headers), None);
-                Self::rejected(rejection)
+                span.in_scope(|| stage.log(&rejection, &parts, &watch));
+                Self::rejected(rejection, watch, span)
             }
         }
     }
@@ -200,15 +225,19 @@ impl<B, S: Service<Request<BufferedBody>>> ResponseFuture<B, S> {
     pub(crate) fn calling(future: S::Future) -> Self {
         Self {
             state: State::Calling { future },
+            watch: Watch::default(),
+            span: RequestSpan::default(),
         }
     }
 
     /// Answers `rejection`, which the caller has logged.
-    pub(crate) fn rejected(rejection: Rejection) -> Self {
+    pub(crate) fn rejected(rejection: Rejection, watch: Watch, span: RequestSpan) -> Self {
         Self {
             state: State::Rejected {
                 rejection: Some(rejection),
             },
+            watch,
+            span,
         }
     }
 }
@@ -221,50 +250,75 @@ where
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                StateProj::Collecting {
-                    collect,
-                    parts,
-                    inner,
-                    stage,
-                } => {
-                    let collected = ready!(collect.poll(cx));
-                    let (Some(parts), Some(mut inner)) = (parts.take(), inner.take()) else {
-                        panic!("ResponseFuture polled after completion");
-                    };
-                    let next = match collected {
-                        Ok(bytes) => stage.run(parts, bytes, &mut inner),
-                        Err(rejection) => {
-                            rejection.log(stage.claimed_id(&parts.headers), None);
-                            State::Rejected {
-                                rejection: Some(rejection),
-                            }
+        let this = self.project();
+        let (state, watch) = (this.state, this.watch);
+        this.span.in_scope(|| {
+            let (output, handler_time) = ready!(poll_state(state, watch, cx));
+            watch.finish(&output, handler_time);
+            Poll::Ready(output)
+        })
+    }
+}
+
+/// What the future answers, and how long the handler ran if it did.
+type Polled<ResBody, E> = (Result<Response<ResponseBody<ResBody>>, E>, Option<Duration>);
+
+/// Polls the state machine to its answer, and says how long the handler ran if it did.
+fn poll_state<B, S, ResBody>(
+    mut state: Pin<&mut State<B, S>>,
+    watch: &mut Watch,
+    cx: &mut Context<'_>,
+) -> Poll<Polled<ResBody, S::Error>>
+where
+    B: Body,
+    S: Service<Request<BufferedBody>, Response = Response<ResBody>> + Clone,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Collecting {
+                collect,
+                parts,
+                inner,
+                stage,
+            } => {
+                let collected = ready!(collect.poll(cx));
+                let (Some(parts), Some(mut inner)) = (parts.take(), inner.take()) else {
+                    panic!("ResponseFuture polled after completion");
+                };
+                let next = match collected {
+                    Ok(bytes) => stage.run(parts, bytes, &mut inner, watch),
+                    Err(rejection) => {
+                        stage.log(&rejection, &parts, watch);
+                        State::Rejected {
+                            rejection: Some(rejection),
                         }
-                    };
-                    state.set(next);
-                }
-                StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
-                }
-                StateProj::Replaying { future } => return future.poll(cx),
-                StateProj::Rejected { rejection } => {
-                    let rejection = rejection
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(rejection.into_response()));
-                }
-                StateProj::Answered { body } => {
-                    let body = body.take().expect("ResponseFuture polled after completion");
-                    let mut response = Response::new(ResponseBody::rejection(body));
-                    response.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/json"),
-                    );
-                    return Poll::Ready(Ok(response));
-                }
+                    }
+                };
+                state.set(next);
+            }
+            StateProj::Calling { future } => {
+                let response = ready!(future.poll(cx));
+                let answer = response.map(|r| r.map(ResponseBody::new));
+                return Poll::Ready((answer, watch.handler_time()));
+            }
+            StateProj::Replaying { mut future } => {
+                let answer = ready!(future.as_mut().poll(cx));
+                return Poll::Ready((answer, future.handler_time()));
+            }
+            StateProj::Rejected { rejection } => {
+                let rejection = rejection
+                    .take()
+                    .expect("ResponseFuture polled after completion");
+                return Poll::Ready((Ok(rejection.into_response()), None));
+            }
+            StateProj::Answered { body } => {
+                let body = body.take().expect("ResponseFuture polled after completion");
+                let mut response = Response::new(ResponseBody::rejection(body));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                return Poll::Ready((Ok(response), None));
             }
         }
     }

@@ -277,7 +277,7 @@ where
             Ok(_) => ResponseFuture::inner(self.inner.call(req)),
             Err(rejection) => {
                 let peer = (self.resolver.peer)(req.extensions());
-                ResponseFuture::rejected(rejection, req.headers(), peer.as_ref().map(|p| p as _))
+                ResponseFuture::rejected(rejection, req.headers(), peer.map(|p| p.ip()))
             }
         }
     }

@@ -3,6 +3,7 @@ use std::fmt;
 use http::Request;
 use serde::de::DeserializeOwned;
 
+use crate::observe::About;
 use crate::{RawBody, Rejection, Verified};
 
 /// A verified event read as your type `T`: the exact verified bytes deserialized as JSON,
@@ -51,7 +52,7 @@ impl<T: DeserializeOwned> Event<T> {
             let rejection = Rejection::Misconfigured {
                 reason: "Event needs the verification layer in front of it",
             };
-            rejection.log(None, None);
+            rejection.log(About::extensions(extensions));
             return Err(rejection);
         };
         match serde_json::from_slice(body) {

@@ -11,6 +11,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use super::Pattern;
+use crate::observe::About;
 use crate::rejection::ResponseBody;
 use crate::{BufferedBody, ConfigError, Rejection, Verified};
 
@@ -208,7 +209,7 @@ impl<B: Send + 'static> Service<Request<BufferedBody>> for EventRouter<B> {
             let rejection = Rejection::Misconfigured {
                 reason: "EventRouter needs the verification layer in front of it",
             };
-            rejection.log(None, None);
+            rejection.log(About::extensions(req.extensions()));
             return Box::pin(std::future::ready(Ok(rejection.into_response())));
         };
         let route = self.route(verified.event_type()).or(self.fallback.as_ref());

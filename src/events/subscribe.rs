@@ -8,6 +8,7 @@ use tower_service::Service;
 
 use super::Pattern;
 use crate::before_body::ResponseFuture;
+use crate::observe::About;
 use crate::rejection::ResponseBody;
 use crate::{ConfigError, Rejection, Verified};
 
@@ -58,8 +59,9 @@ impl Subscription {
         self.patterns.iter().any(|p| p.matches(event_type))
     }
 
-    /// Answers an event this subscription does not take: logs it and gives the rejection.
-    pub(crate) fn check(&self, verified: &Verified) -> Result<(), Rejection> {
+    /// Answers an event this subscription does not take: logs it, with what `about` knows,
+    /// and gives the rejection.
+    pub(crate) fn check(&self, verified: &Verified, about: About<'_>) -> Result<(), Rejection> {
         if self.accepts(verified.event_type()) {
             return Ok(());
         }
@@ -69,8 +71,12 @@ impl Subscription {
             event_id = verified.id().unwrap_or("-"),
             event_type = verified.event_type().unwrap_or("-"),
             scheme = verified.scheme().as_str(),
+            endpoint = about.endpoint.unwrap_or("-"),
+            client = %crate::observe::OrDash(about.client),
             "webhook ignored: not subscribed"
         );
+        #[cfg(not(feature = "tracing"))]
+        let _ = about;
         Err(Rejection::Ignored)
     }
 }
@@ -138,12 +144,14 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let checked = match req.extensions().get::<Verified>() {
-            Some(verified) => self.subscription.check(verified),
+            Some(verified) => self
+                .subscription
+                .check(verified, About::extensions(req.extensions())),
             None => {
                 let rejection = Rejection::Misconfigured {
                     reason: "Subscribe needs the Verify layer in front of it",
                 };
-                rejection.log(None, None);
+                rejection.log(About::extensions(req.extensions()));
                 Err(rejection)
             }
         };

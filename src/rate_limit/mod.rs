@@ -404,12 +404,7 @@ where
         match self.shared.check(req.headers(), req.extensions()) {
             Ok(()) => ResponseFuture::inner(self.inner.call(req)),
             Err(rejection) => {
-                let client = client_ip::of(req.extensions());
-                ResponseFuture::rejected(
-                    rejection,
-                    req.headers(),
-                    client.as_ref().map(|ip| ip as _),
-                )
+                ResponseFuture::rejected(rejection, req.headers(), client_ip::of(req.extensions()))
             }
         }
     }

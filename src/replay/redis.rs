@@ -173,6 +173,25 @@ impl ReplayStore for RedisStore {
     fn release(&self, key: &str, token: Token) -> StoreFuture<bool> {
         self.call(|i| &i.release, key, vec![in_flight(token)], |n| n == 1)
     }
+
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    /// `PING`, within the store's time limit.
+    fn ping(&self) -> StoreFuture<()> {
+        let inner = self.inner.clone();
+        StoreFuture::new(async move {
+            let mut connection = inner.connection.clone();
+            let ping = redis::cmd("PING");
+            let ping = ping.query_async::<String>(&mut connection);
+            match tokio::time::timeout(inner.timeout, ping).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(StoreError::unavailable(error)),
+                Err(_) => Err(StoreError::Timeout),
+            }
+        })
+    }
 }
 
 impl fmt::Debug for RedisStore {

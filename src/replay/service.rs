@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -16,6 +16,7 @@ use tower_service::Service;
 
 use super::key::dedup_key;
 use super::store::{Begin, ReplayStore, StoreError, StoreFuture, Token};
+use crate::observe::About;
 use crate::rejection::ResponseBody;
 use crate::{ConfigError, RawBody, Rejection, Verified, Verifier};
 
@@ -26,6 +27,10 @@ struct Config {
     lease: Duration,
     retry_after: Duration,
     fail_open: bool,
+    /// The stack's endpoint, for logs.
+    endpoint: Option<Box<str>>,
+    #[cfg(feature = "metrics")]
+    store_errors: metrics::Counter,
     /// The scheme names no event in a header: look for the signed body's `"id"`.
     id_in_body: bool,
     token_base: u64,
@@ -33,6 +38,20 @@ struct Config {
 }
 
 impl Config {
+    /// Counts a failed store call and logs it.
+    fn store_failed(&self, error: &StoreError, key: &str, doing: &str) {
+        self.count_store_error();
+        #[cfg(feature = "tracing")]
+        tracing::warn!(target: "tower_webhook", %error, key, "replay store failed to {doing}");
+        #[cfg(not(feature = "tracing"))]
+        let _ = (error, key, doing);
+    }
+
+    fn count_store_error(&self) {
+        #[cfg(feature = "metrics")]
+        self.store_errors.increment(1);
+    }
+
     fn token(&self) -> Token {
         Token::from_parts(
             self.token_base,
@@ -57,7 +76,15 @@ impl ReplayLayer {
             lease: ReplayBuilder::DEFAULT_LEASE,
             retry_after: ReplayBuilder::DEFAULT_RETRY_AFTER,
             fail_open: false,
+            endpoint: None,
         }
+    }
+}
+
+impl ReplayLayer {
+    /// Whether its store answers now: [`ReplayStore::ping`].
+    pub fn ping(&self) -> StoreFuture<()> {
+        self.config.store.ping()
     }
 }
 
@@ -94,6 +121,7 @@ pub struct ReplayBuilder {
     lease: Duration,
     retry_after: Duration,
     fail_open: bool,
+    endpoint: Option<Box<str>>,
 }
 
 impl ReplayBuilder {
@@ -141,6 +169,12 @@ impl ReplayBuilder {
         self
     }
 
+    /// The endpoint its log lines name: the one-call stack's.
+    pub(crate) fn endpoint(mut self, endpoint: &str) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
     /// Builds the layer for requests verified by `verifier`: its scheme says where the event
     /// id comes from, and its tolerance bounds the TTL.
     ///
@@ -165,6 +199,8 @@ impl ReplayBuilder {
                 reason: "the in-flight lease must not be zero",
             });
         }
+        #[cfg(feature = "metrics")]
+        let store_errors = crate::observe::store_errors(self.store.name());
         Ok(ReplayLayer {
             config: Arc::new(Config {
                 store: self.store,
@@ -173,6 +209,9 @@ impl ReplayBuilder {
                 lease: self.lease,
                 retry_after: self.retry_after,
                 fail_open: self.fail_open,
+                endpoint: self.endpoint,
+                #[cfg(feature = "metrics")]
+                store_errors,
                 id_in_body: !has_id,
                 token_base: RandomState::new().hash_one(std::process::id()),
                 counter: AtomicU64::new(0),
@@ -254,7 +293,7 @@ where
         let rejection = Rejection::Misconfigured {
             reason: "Replay needs the Verify layer in front of it",
         };
-        rejection.log(None, None);
+        rejection.log(About::extensions(req.extensions()));
         return ResponseFuture::answer(rejection, Guard::disarmed(config));
     };
     let body = req.extensions().get::<RawBody>().map(|b| &b[..]);
@@ -270,6 +309,8 @@ where
         token,
         armed: true,
         settling: None,
+        called: None,
+        handler_time: None,
     };
     // A store that answered at once (the memory store) lets the ready inner service be
     // called right here, with no request to hold and no clone of the service.
@@ -304,6 +345,9 @@ struct Guard {
     /// The `complete` (`true`) or `release` (`false`) under way, finished on the runtime if
     /// dropped.
     settling: Option<(StoreFuture<bool>, bool)>,
+    /// When the handler was called, and how long it ran once it answered.
+    called: Option<Instant>,
+    handler_time: Option<Duration>,
 }
 
 impl Guard {
@@ -314,6 +358,8 @@ impl Guard {
             token: Token(0),
             armed: false,
             settling: None,
+            called: None,
+            handler_time: None,
         }
     }
 
@@ -325,13 +371,15 @@ impl Guard {
             Ok(true) => {}
             // The lease ran out while the handler worked: another attempt may have started
             // meanwhile. Nothing to undo, but worth knowing.
-            Ok(false) => log_store_error(
-                &StoreError::unavailable("in-flight lease expired before the handler finished"),
-                &self.key,
-                doing,
-            ),
+            Ok(false) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    target: "tower_webhook", key = &*self.key,
+                    "replay store could not {doing}: the in-flight lease expired before the handler finished"
+                );
+            }
             Err(error) => {
-                log_store_error(&error, &self.key, doing);
+                self.config.store_failed(&error, &self.key, doing);
                 settle_later(self.config.clone(), self.key.clone(), self.token, done);
             }
         }
@@ -350,7 +398,7 @@ impl Drop for Guard {
                 let (config, key, token) = (self.config.clone(), take(&mut self.key), self.token);
                 runtime.spawn(async move {
                     if let Err(error) = pending.await {
-                        log_store_error(&error, &key, settle_name(done));
+                        config.store_failed(&error, &key, settle_name(done));
                         settle_later(config, key, token, done);
                     }
                 });
@@ -385,7 +433,11 @@ fn settle_later(config: Arc<Config>, key: Box<str>, token: Token, done: bool) {
         loop {
             tokio::time::sleep(wait).await;
             if tokio::time::Instant::now() >= deadline {
-                log_store_error(&StoreError::Timeout, &key, "settle before the lease ended");
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    target: "tower_webhook", key = &*key,
+                    "replay store could not {} before the in-flight lease ended", settle_name(done)
+                );
                 return;
             }
             let attempt = if done {
@@ -396,16 +448,10 @@ fn settle_later(config: Arc<Config>, key: Box<str>, token: Token, done: bool) {
             if attempt.await.is_ok() {
                 return;
             }
+            config.count_store_error();
             wait = (wait * 2).min(Duration::from_secs(1));
         }
     });
-}
-
-fn log_store_error(error: &StoreError, key: &str, doing: &str) {
-    #[cfg(feature = "tracing")]
-    tracing::warn!(target: "tower_webhook", %error, key, "replay store failed to {doing}");
-    #[cfg(not(feature = "tracing"))]
-    let _ = (error, key, doing);
 }
 
 pin_project! {
@@ -445,6 +491,11 @@ pin_project! {
 }
 
 impl<B, S: Service<Request<B>>> ResponseFuture<B, S> {
+    /// How long the handler ran, once it answered.
+    pub(crate) fn handler_time(&self) -> Option<Duration> {
+        self.guard.handler_time
+    }
+
     fn answer(rejection: Rejection, guard: Guard) -> Self {
         Self {
             state: State::Answer {
@@ -464,15 +515,21 @@ fn after_begin<B, S: Service<Request<B>>>(
 ) -> State<B, S> {
     let config = &*guard.config;
     let refuse = |rejection: Rejection| {
-        rejection.log(Some(&guard.key), None);
+        rejection.log(About {
+            endpoint: config.endpoint.as_deref(),
+            ..About::extensions(req.extensions())
+        });
         State::Answer {
             rejection: Some(rejection),
         }
     };
     match begun {
-        Ok(Begin::Started) => State::Calling {
-            future: inner.call(req),
-        },
+        Ok(Begin::Started) => {
+            guard.called = Some(Instant::now());
+            State::Calling {
+                future: inner.call(req),
+            }
+        }
         Ok(Begin::Done) => {
             guard.armed = false;
             refuse(Rejection::Duplicate)
@@ -485,23 +542,15 @@ fn after_begin<B, S: Service<Request<B>>>(
         }
         Err(error) if config.fail_open && error != StoreError::Full => {
             guard.armed = false;
-            #[cfg(feature = "tracing")]
-            tracing::warn!(
-                target: "tower_webhook", %error, key = &*guard.key,
-                "replay store failed; failing open: handling without deduplication"
-            );
+            let doing = "begin; failing open: handling without deduplication";
+            config.store_failed(&error, &guard.key, doing);
+            guard.called = Some(Instant::now());
             State::Calling {
                 future: inner.call(req),
             }
         }
         Err(error) => {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(
-                target: "tower_webhook", %error, key = &*guard.key,
-                "replay store failed; failing closed: 503"
-            );
-            #[cfg(not(feature = "tracing"))]
-            let _ = error;
+            config.store_failed(&error, &guard.key, "begin; failing closed: 503");
             refuse(Rejection::StoreUnavailable {
                 retry_after: config.retry_after,
             })
@@ -531,6 +580,7 @@ where
                 }
                 StateProj::Calling { future } => {
                     let outcome = ready!(future.poll(cx));
+                    guard.handler_time = guard.called.map(|called| called.elapsed());
                     if !guard.armed {
                         // Failing open: there is no mark to settle.
                         return Poll::Ready(outcome.map(|r| r.map(ResponseBody::new)));

@@ -152,6 +152,17 @@ pub trait ReplayStore: Send + Sync + fmt::Debug + 'static {
     fn complete(&self, key: &str, token: Token, ttl: Duration) -> StoreFuture<bool>;
     /// Removes the caller's in-flight mark, so a retry is handled.
     fn release(&self, key: &str, token: Token) -> StoreFuture<bool>;
+
+    /// A short fixed name for metrics (the `store` label): `memory`, `redis`, or by default
+    /// `custom`.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
+    /// Whether the store answers now, for health checks. By default it always does.
+    fn ping(&self) -> StoreFuture<()> {
+        StoreFuture::ready(Ok(()))
+    }
 }
 
 /// A store behind an `Arc` is the same store: several replay layers (one per endpoint, each
@@ -167,5 +178,13 @@ impl<T: ReplayStore + ?Sized> ReplayStore for std::sync::Arc<T> {
 
     fn release(&self, key: &str, token: Token) -> StoreFuture<bool> {
         (**self).release(key, token)
+    }
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn ping(&self) -> StoreFuture<()> {
+        (**self).ping()
     }
 }

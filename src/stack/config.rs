@@ -18,8 +18,9 @@
 //! | `tolerance_secs` | `300` | how far a signed timestamp may be from now |
 //! | `[[endpoints]]` | | `path`, `scheme` (`standard`, `stripe`, `github`, `slack`, `shopify`), `secrets` (a list), and optionally `events` (event-type patterns, see [`Subscription`]; unset: every event), `tolerance_secs` and `max_body_bytes` |
 //!
-//! Every endpoint gets its own stack; they share one replay store, each under its own
-//! namespace (its path), so two endpoints never share replay keys.
+//! Every endpoint gets its own stack, named by its path in metrics and logs (see
+//! [`observe`](crate::observe)); they share one replay store, each under its own namespace
+//! (its path), so two endpoints never share replay keys.
 //!
 //! ```
 //! use tower_webhook::stack::config::Config;
@@ -361,6 +362,7 @@ impl Config {
                 })?;
             let max_body = endpoint.max_body_bytes.or(self.max_body_bytes);
             let mut builder: WebhookBuilder = WebhookLayer::builder(verifier)
+                .endpoint(&endpoint.path)
                 .trusted_proxies(trusted.clone())
                 .max_body(max_body.unwrap_or(crate::BodyLimits::DEFAULT_MAX_BYTES));
             if !allow.is_empty() {

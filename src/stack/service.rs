@@ -14,9 +14,10 @@ use crate::allowlist::IpAllowlist;
 use crate::body::{BodyLimits, BufferedBody, ResponseFuture, Stage, Verifying};
 use crate::client_ip::{ForwardedHeader, PeerAddress, ResolveClientIpLayer};
 use crate::events::Subscription;
+use crate::observe::{About, Observer, RequestSpan, Watch};
 use crate::rate_limit::RateLimitLayer;
 use crate::rejection::ResponseBody;
-use crate::replay::ReplayBuilder;
+use crate::replay::{ReplayBuilder, StoreFuture};
 use crate::{ConfigError, Rejection, Verifier};
 
 /// The stages that are on, shared by every clone of the layer and its services.
@@ -27,11 +28,12 @@ struct Stack {
     limits: BodyLimits,
     /// The signature and the stages after it, handed to each request.
     verifying: Verifying,
+    observer: Arc<Observer>,
 }
 
 impl Stack {
-    /// The stages before the body: client IP, allowlist, rate limit.
-    fn before_body<B>(&self, req: &mut Request<B>) -> Result<(), (Rejection, Option<IpAddr>)> {
+    /// The stages before the body: client IP, allowlist, rate limit. Says who the client is.
+    fn before_body<B>(&self, req: &mut Request<B>) -> Result<IpAddr, (Rejection, Option<IpAddr>)> {
         let ip = self.resolve.resolve_into(req).map_err(|r| (r, None))?;
         if let Some(allow) = &self.allow {
             if !allow.contains(ip) {
@@ -42,7 +44,7 @@ impl Stack {
             rate.check(req.headers(), req.extensions())
                 .map_err(|r| (r, Some(ip)))?;
         }
-        Ok(())
+        Ok(ip)
     }
 }
 
@@ -67,6 +69,27 @@ impl WebhookLayer {
             subscription: None,
             replay: None,
             slack_handshake: false,
+            endpoint: None,
+        }
+    }
+
+    /// Whether the stages that depend on another system answer now: the replay store's
+    /// [`ping`](crate::replay::ReplayStore::ping), or at once `Ok` without one. For a health
+    /// check endpoint.
+    ///
+    /// ```
+    /// # use tower_webhook::{scheme::Scheme, replay::MemoryStore, Verifier, WebhookLayer};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let verifier = Verifier::builder(Scheme::github()).secret("s").build()?;
+    /// let layer = WebhookLayer::builder(verifier).replay(MemoryStore::default()).build()?;
+    /// assert!(layer.health().await.is_ok());
+    /// # Ok::<(), tower_webhook::ConfigError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn health(&self) -> StoreFuture<()> {
+        match &self.stack.verifying.replay {
+            Some(replay) => replay.ping(),
+            None => StoreFuture::ready(Ok(())),
         }
     }
 
@@ -112,9 +135,18 @@ pub struct WebhookBuilder {
     subscription: Option<Subscription>,
     replay: Option<ReplayBuilder>,
     slack_handshake: bool,
+    endpoint: Option<String>,
 }
 
 impl WebhookBuilder {
+    /// The name of this endpoint in metrics and logs (the `endpoint` label; default
+    /// `default`): a fixed name such as its path, never anything a request chooses. See
+    /// [`observe`](crate::observe).
+    pub fn endpoint(mut self, name: impl Into<String>) -> Self {
+        self.endpoint = Some(name.into());
+        self
+    }
+
     /// Proxies whose `X-Forwarded-For` (or `Forwarded`, see
     /// [`forwarded_header`](Self::forwarded_header)) is believed. Without them the client is
     /// the peer address.
@@ -207,10 +239,13 @@ impl WebhookBuilder {
                 reason: "the body limits must not be zero",
             });
         }
+        let endpoint = self.endpoint.as_deref().unwrap_or("default");
         let replay = match self.replay {
-            Some(builder) => Some(builder.build(&self.verifier)?),
+            Some(builder) => Some(builder.endpoint(endpoint).build(&self.verifier)?),
             None => None,
         };
+        let scheme = self.verifier.scheme().kind().as_str();
+        let observer = Observer::new(endpoint, scheme, self.verifier.key_count());
         Ok(WebhookLayer {
             stack: Arc::new(Stack {
                 resolve: self.resolve,
@@ -223,6 +258,7 @@ impl WebhookBuilder {
                     replay,
                     slack_handshake: self.slack_handshake,
                 },
+                observer: Arc::new(observer),
             }),
         })
     }
@@ -238,6 +274,7 @@ impl fmt::Debug for WebhookBuilder {
             .field("limits", &self.limits)
             .field("subscription", &self.subscription)
             .field("replay", &self.replay)
+            .field("endpoint", &self.endpoint)
             .finish()
     }
 }
@@ -276,12 +313,20 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let stack = &self.stack;
-        if let Err((rejection, client)) = stack.before_body(&mut req) {
-            rejection.log(None, client.as_ref().map(|c| c as _));
-            return ResponseFuture::rejected(rejection);
-        }
+        let span = RequestSpan::new(&stack.observer);
+        let client = match span.in_scope(|| stack.before_body(&mut req)) {
+            Ok(client) => client,
+            Err((rejection, client)) => {
+                let watch = Watch::new(&stack.observer, client);
+                let verifier = Some(&stack.verifying.verifier);
+                let about = About::request(req.headers(), req.extensions(), verifier);
+                span.in_scope(|| rejection.log(watch.about(about)));
+                return ResponseFuture::rejected(rejection, watch, span);
+            }
+        };
         let (parts, body) = req.into_parts();
         let stage = Stage::Verify(stack.verifying.clone());
-        ResponseFuture::start(body, parts, &stack.limits, &mut self.inner, stage)
+        let watched = (Watch::new(&stack.observer, Some(client)), span);
+        ResponseFuture::start(body, parts, &stack.limits, &mut self.inner, stage, watched)
     }
 }

@@ -9,6 +9,7 @@ use tower_service::Service;
 
 use super::Verifier;
 use crate::body::{BufferedBody, ResponseFuture, Stage, Verifying};
+use crate::observe::{About, RequestSpan, Watch};
 use crate::rejection::ResponseBody;
 use crate::{RawBody, Rejection};
 
@@ -85,30 +86,31 @@ where
                     self.inner
                         .call(Request::from_parts(parts, BufferedBody::new(bytes))),
                 ),
-                Err(rejection) => ResponseFuture::rejected(rejection),
+                Err(rejection) => {
+                    rejection.log(About::request(
+                        &parts.headers,
+                        &parts.extensions,
+                        Some(&self.verifier),
+                    ));
+                    ResponseFuture::rejected(rejection, Watch::default(), RequestSpan::default())
+                }
             };
         }
         let limits = *self.verifier.body_limits();
         let stage = Stage::Verify(Verifying::new(self.verifier.clone()));
-        ResponseFuture::start(body, parts, &limits, &mut self.inner, stage)
+        let unwatched = Default::default();
+        ResponseFuture::start(body, parts, &limits, &mut self.inner, stage, unwatched)
     }
 }
 
 /// Verifies a request's signature over `bytes`, inserting [`Verified`](crate::Verified) into
-/// its extensions, or logs and returns the rejection.
+/// its extensions, or returns the rejection for the caller to log.
 pub(crate) fn verify_parts(
     verifier: &Verifier,
     parts: &mut Parts,
     bytes: &Bytes,
 ) -> Result<(), Rejection> {
-    match verifier.verify(&parts.headers, bytes) {
-        Ok(verified) => {
-            parts.extensions.insert(verified.with_body(bytes.clone()));
-            Ok(())
-        }
-        Err(rejection) => {
-            rejection.log(verifier.claimed_id(&parts.headers), None);
-            Err(rejection)
-        }
-    }
+    let verified = verifier.verify(&parts.headers, bytes)?;
+    parts.extensions.insert(verified.with_body(bytes.clone()));
+    Ok(())
 }

@@ -114,6 +114,12 @@ impl Verifier {
         &self.inner.limits
     }
 
+    /// How many secrets it holds; [`Verified::key_index`](crate::Verified::key_index) is below.
+    #[must_use]
+    pub fn key_count(&self) -> usize {
+        self.inner.keys.len()
+    }
+
     pub(crate) fn claimed_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
         self.inner.scheme.claimed_id(headers)
     }

@@ -11,6 +11,7 @@ mod event_types;
 mod events;
 mod hyper_server;
 mod network;
+mod observe;
 mod properties;
 mod redis_store;
 mod replay;

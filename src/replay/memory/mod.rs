@@ -300,6 +300,10 @@ impl ReplayStore for MemoryStore {
         }
         StoreFuture::ready(Ok(held))
     }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
 }
 
 impl fmt::Debug for MemoryStore {
