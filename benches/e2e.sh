@@ -32,7 +32,7 @@ start() {
     if grep -q '^listening on ' "$tmp/$name.out" 2>/dev/null; then break; fi
     sleep 0.05
   done
-  echo "$!" "http://$(head -1 "$tmp/$name.out" | sed 's/^listening on //')/webhook"
+  echo "$!" "http://$(head -1 "$tmp/$name.out" | cut -d' ' -f3)/webhook"
 }
 
 read -r bare_pid bare_url < <(start bare)

@@ -38,7 +38,7 @@ count() {
     if grep -q '^listening on ' "$tmp/$name.out" 2>/dev/null; then break; fi
     sleep 0.1
   done
-  url="http://$(head -1 "$tmp/$name.out" | sed 's/^listening on //')/webhook"
+  url="http://$(head -1 "$tmp/$name.out" | cut -d' ' -f3)/webhook"
   taskset -c 1 "$bin/load" "$url" 3 32 1024 >/dev/null
   callgrind_control -z "$pid" >/dev/null 2>&1
   out="$(taskset -c 1 "$bin/load" "$url" "$secs" 32 1024)"

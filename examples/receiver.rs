@@ -25,8 +25,12 @@
 //! | `RATE_BURST` | `RATE_PER_SEC` | requests per client IP at once |
 //! | `FAIL_ONCE_PREFIX` | unset | events whose id starts with this fail (500) on their first delivery, to show retries |
 //! | `WEBHOOK_EVENTS` | unset: every event | comma-separated event-type patterns (`invoice.paid`, `invoice.*`, `*`); other types answer 200 `{"status":"ignored"}` |
+//! | `METRICS_ADDR` | unset: off | serves `GET /metrics` (Prometheus text) and `GET /healthz` on this address |
+//! | `HANDLER_DELAY_MS` | `0` | the demo handler waits this long before it prints and answers |
+//! | `SHUTDOWN_GRACE_SECS` | `10` | on SIGTERM or SIGINT, how long deliveries in progress may take to finish |
 //!
-//! Standard output carries `listening on <addr>` once bound, then exactly one line per accepted
+//! Standard output carries `listening on <addr>` once bound (followed by ` metrics=<addr>` when
+//! `METRICS_ADDR` is set), then exactly one line per accepted
 //! event: `accepted id=<event id or -> bytes=<body length> type=<event type or -> path=<endpoint
 //! path>`. Rejected
 //! requests and duplicates never reach the handler and print nothing there; each is a
@@ -39,10 +43,13 @@ use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::routing::post_service;
+use axum::routing::{get, post_service};
 use axum::Router;
 use http::{header, Request, Response, StatusCode};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::signal::unix::{signal, SignalKind};
 use tower::{service_fn, Layer};
 use tower_webhook::stack::config::{self, Config};
 use tower_webhook::{BufferedBody, Verified, WebhookLayer};
@@ -67,10 +74,12 @@ impl Failures {
     }
 }
 
-/// The demo handler of the endpoint at `path`: prints the accepted line and answers 200.
+/// The demo handler of the endpoint at `path`: waits `delay`, then prints the accepted line
+/// and answers 200.
 fn handler(
     path: Arc<str>,
     failures: Failures,
+    delay: Duration,
 ) -> impl tower::Service<
     Request<BufferedBody>,
     Response = Response<String>,
@@ -79,54 +88,57 @@ fn handler(
 > + Clone
        + Send {
     service_fn(move |req: Request<BufferedBody>| {
-        let id = req
-            .extensions()
-            .get::<Verified>()
-            .and_then(Verified::id)
-            .map(str::to_owned);
-        let event_type = req
-            .extensions()
-            .get::<Verified>()
-            .and_then(Verified::event_type)
-            .unwrap_or("-")
-            .to_owned();
-        let answer = if failures.fail_first_time(id.as_deref()) {
-            eprintln!("simulated failure for id={}", id.as_deref().unwrap_or("-"));
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "{\"error\":\"simulated_failure\"}",
-            )
-        } else {
-            let (id, bytes) = (id.as_deref().unwrap_or("-"), req.body().bytes().len());
-            println!("accepted id={id} bytes={bytes} type={event_type} path={path}");
-            (StatusCode::OK, "{\"status\":\"accepted\"}")
-        };
-        let response = Response::builder()
-            .status(answer.0)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(answer.1.to_owned())
-            .expect("a valid response");
-        std::future::ready(Ok::<_, Infallible>(response))
+        let (path, failures) = (path.clone(), failures.clone());
+        async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, Infallible>(handle(&req, &path, &failures))
+        }
     })
+}
+
+/// What the demo handler answers to `req`, printing the accepted line when it accepts.
+fn handle(req: &Request<BufferedBody>, path: &str, failures: &Failures) -> Response<String> {
+    let verified = req.extensions().get::<Verified>();
+    let id = verified.and_then(Verified::id);
+    let (status, body) = if failures.fail_first_time(id) {
+        eprintln!("simulated failure for id={}", id.unwrap_or("-"));
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{\"error\":\"simulated_failure\"}",
+        )
+    } else {
+        let event_type = verified.and_then(Verified::event_type).unwrap_or("-");
+        let (id, bytes) = (id.unwrap_or("-"), req.body().bytes().len());
+        println!("accepted id={id} bytes={bytes} type={event_type} path={path}");
+        (StatusCode::OK, "{\"status\":\"accepted\"}")
+    };
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.to_owned())
+        .expect("a valid response")
 }
 
 /// The environment settings laid over the file's, by the file's names (lower case). Numbers
 /// are parsed here, so a bad one names its variable.
-const NUMBERS: [&str; 6] = [
+const NUMBERS: [&str; 8] = [
     "RATE_PER_SEC",
     "RATE_BURST",
     "REPLAY_TTL_SECS",
     "REPLAY_MAX_ENTRIES",
     "MAX_BODY_BYTES",
     "TOLERANCE_SECS",
+    "HANDLER_DELAY_MS",
+    "SHUTDOWN_GRACE_SECS",
 ];
-const TEXTS: [&str; 6] = [
+const TEXTS: [&str; 7] = [
     "BIND_ADDR",
     "TRUSTED_PROXIES",
     "ALLOW_CIDRS",
     "REPLAY_STORE",
     "REDIS_URL",
     "FAIL_ONCE_PREFIX",
+    "METRICS_ADDR",
 ];
 
 /// The settings as one table: the file of `WEBHOOK_CONFIG`, or one endpoint on `/webhook`
@@ -181,54 +193,187 @@ fn settings() -> Result<toml::Table, support::Error> {
     Ok(table)
 }
 
-/// The receiver: one route per endpoint, each behind its own stack; 404 elsewhere.
-fn app(mut settings: toml::Table) -> Result<(Router, Option<String>), support::Error> {
-    let text = |table: &mut toml::Table, key: &str| -> Result<Option<String>, support::Error> {
-        match table.remove(key) {
+/// The receiver's own settings, beside its endpoints'.
+struct Receiver {
+    bind: SocketAddr,
+    metrics: Option<SocketAddr>,
+    failures: Failures,
+    delay: Duration,
+    grace: Duration,
+}
+
+impl Receiver {
+    /// Takes the receiver's own keys out of `settings`, leaving the stacks' config.
+    fn take(settings: &mut toml::Table) -> Result<Self, support::Error> {
+        let mut text = |key: &str| match settings.remove(key) {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s)),
             Some(_) => Err(format!("{key}: expected a string")),
-        }
-    };
-    // The receiver's own settings, taken out before the rest is the stack's config.
-    let bind = text(&mut settings, "bind_addr")?;
-    let failures = Failures {
-        prefix: text(&mut settings, "fail_once_prefix")?.map(Into::into),
-        ..Failures::default()
-    };
+        };
+        let address = |key: &str, value: Option<String>| match value {
+            None => Ok(None),
+            Some(value) => {
+                (value.parse().map(Some)).map_err(|_| format!("{key}={value:?} is not valid"))
+            }
+        };
+        let bind = address("bind_addr", text("bind_addr")?)?;
+        let metrics = address("metrics_addr", text("metrics_addr")?)?;
+        let failures = Failures {
+            prefix: text("fail_once_prefix")?.map(Into::into),
+            ..Failures::default()
+        };
+        let mut number = |key: &str, default: u64| match settings.remove(key) {
+            None => Ok(default),
+            Some(toml::Value::Integer(n)) if n >= 0 => Ok(n.unsigned_abs()),
+            Some(_) => Err(format!("{key}: expected a whole number")),
+        };
+        Ok(Self {
+            bind: bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+            metrics,
+            failures,
+            delay: Duration::from_millis(number("handler_delay_ms", 0)?),
+            grace: Duration::from_secs(number("shutdown_grace_secs", 10)?),
+        })
+    }
+}
+
+/// The receiver: one route per endpoint, each behind its own stack; 404 elsewhere. Also the
+/// stacks, for the health check.
+fn app(
+    settings: toml::Table,
+    receiver: &Receiver,
+) -> Result<(Router, Vec<WebhookLayer>), support::Error> {
     let config = Config::from_table(settings).map_err(|e| e.to_string())?;
     let endpoints: Vec<(String, WebhookLayer)> = config.build().map_err(|e| e.to_string())?;
     let mut router = Router::new();
+    let mut layers = Vec::new();
     for (path, layer) in endpoints {
-        let service = layer.layer(handler(path.as_str().into(), failures.clone()));
-        router = router.route_service(&path, post_service(service));
+        let handler = handler(
+            path.as_str().into(),
+            receiver.failures.clone(),
+            receiver.delay,
+        );
+        router = router.route_service(&path, post_service(layer.layer(handler)));
+        layers.push(layer);
     }
-    Ok((router, bind))
+    Ok((router, layers))
+}
+
+/// `GET /metrics` in the Prometheus text format, and `GET /healthz`: 200 when every
+/// endpoint's replay store answers, 503 otherwise.
+fn operations(prometheus: PrometheusHandle, layers: Vec<WebhookLayer>) -> Router {
+    let metrics = move || std::future::ready(prometheus.render());
+    let health = move || {
+        let checks: Vec<_> = layers.iter().map(WebhookLayer::health).collect();
+        async move {
+            let mut failed = None;
+            for check in checks {
+                if let Err(error) = check.await {
+                    failed = Some(error);
+                }
+            }
+            match failed {
+                None => (StatusCode::OK, "{\"status\":\"ok\"}"),
+                Some(error) => {
+                    eprintln!("health check failed: {error}");
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "{\"status\":\"unavailable\"}",
+                    )
+                }
+            }
+        }
+    };
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(health))
+}
+
+/// The Prometheus recorder, installed before any stack is built (each registers its series
+/// when built), with buckets for the handler's time.
+fn install_prometheus() -> Result<PrometheusHandle, support::Error> {
+    let buckets = [
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("webhook_handler_duration_seconds".into()),
+            &buckets,
+        )
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| format!("metrics: {e}"))?;
+    // Histograms are summed up when rendered or by this upkeep, whichever comes first.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 #[tokio::main]
 async fn main() {
     tracing_subscriber_init();
-    let (app, bind) = settings()
-        .and_then(app)
-        .unwrap_or_else(|e| support::exit_with(e));
-    let addr: SocketAddr = match bind {
-        None => SocketAddr::from(([127, 0, 0, 1], 3000)),
-        Some(bind) => bind
-            .parse()
-            .unwrap_or_else(|_| support::exit_with(format!("bind_addr={bind:?} is not valid"))),
-    };
-    let listener = tokio::net::TcpListener::bind(addr)
+    let mut settings = settings().unwrap_or_else(|e| support::exit_with(e));
+    let receiver = Receiver::take(&mut settings).unwrap_or_else(|e| support::exit_with(e));
+    let prometheus = receiver
+        .metrics
+        .map(|_| install_prometheus().unwrap_or_else(|e| support::exit_with(e)));
+    let (app, layers) = app(settings, &receiver).unwrap_or_else(|e| support::exit_with(e));
+    let listener = tokio::net::TcpListener::bind(receiver.bind)
         .await
-        .unwrap_or_else(|e| support::exit_with(format!("cannot listen on {addr}: {e}")));
+        .unwrap_or_else(|e| support::exit_with(format!("cannot listen on {}: {e}", receiver.bind)));
     let bound = listener.local_addr().expect("bound socket has an address");
-    println!("listening on {bound}");
-    axum::serve(
+    let operations = match (receiver.metrics, prometheus) {
+        (Some(addr), Some(prometheus)) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .unwrap_or_else(|e| support::exit_with(format!("cannot listen on {addr}: {e}")));
+            let addr = listener.local_addr().expect("bound socket has an address");
+            let router = operations(prometheus, layers);
+            tokio::spawn(async move { axum::serve(listener, router).await });
+            format!(" metrics={addr}")
+        }
+        _ => String::new(),
+    };
+    println!("listening on {bound}{operations}");
+
+    // On SIGTERM or SIGINT: stop accepting, let the deliveries in progress finish within
+    // the grace period, then exit.
+    let (signalled, on_signal) = tokio::sync::oneshot::channel();
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .await
-    .unwrap_or_else(|e| support::exit_with(e));
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        eprintln!("shutting down: finishing deliveries in progress");
+        let _ = signalled.send(());
+    });
+    let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+    tokio::select! {
+        // Nothing was in progress when the signal came (or the server failed).
+        served = &mut server => return served.unwrap_or_else(|e| support::exit_with(e)),
+        Ok(()) = on_signal => {}
+    }
+    match tokio::time::timeout(receiver.grace, server).await {
+        Ok(served) => served.unwrap_or_else(|e| support::exit_with(e)),
+        Err(_) => {
+            eprintln!("shutdown grace period over with deliveries still in progress");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// Rejections are `tracing` events; show them on standard error.

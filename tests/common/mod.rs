@@ -106,6 +106,31 @@ pub async fn post(
     .expect("request timed out")
 }
 
+/// GETs `http://addr/path` over a fresh HTTP/1.1 connection.
+pub async fn get(addr: SocketAddr, path: &str) -> Reply {
+    tokio::time::timeout(STEP, async {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header("host", addr.to_string())
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    })
+    .await
+    .expect("request timed out")
+}
+
 /// Path of an example, built (or found up to date) first: `cargo test --test x` alone does
 /// not rebuild examples, and a stale binary would test old code.
 pub fn example(name: &str) -> std::path::PathBuf {
@@ -141,6 +166,8 @@ pub struct Example {
     lines: std::sync::mpsc::Receiver<String>,
     /// The address from its `listening on <addr>` line.
     pub addr: String,
+    /// The other fields of that line, such as `metrics=<addr>`.
+    pub listening: Vec<String>,
 }
 
 impl Example {
@@ -168,16 +195,44 @@ impl Example {
         let first = lines
             .recv_timeout(Duration::from_secs(30))
             .expect("example did not start");
-        let addr = first
+        let mut fields = first
             .strip_prefix("listening on ")
             .expect(&first)
-            .to_owned();
-        Self { child, lines, addr }
+            .split(' ')
+            .map(str::to_owned);
+        let addr = fields.next().unwrap_or_default();
+        Self {
+            child,
+            lines,
+            addr,
+            listening: fields.collect(),
+        }
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends it the signal `name` (`TERM`, `INT`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -s {name}");
+    }
+
+    /// Its exit status, if it exits within `limit`.
+    pub fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Lines printed since the last call (waiting briefly for stragglers).

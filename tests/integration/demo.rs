@@ -136,6 +136,9 @@ fn bad_settings_exit_with_status_2() {
         [("REPLAY_STORE", "disk"), ("BIND_ADDR", "127.0.0.1:0")],
         [("REPLAY_TTL_SECS", "60"), ("BIND_ADDR", "127.0.0.1:0")],
         [("REPLAY_MAX_ENTRIES", "lots"), ("BIND_ADDR", "127.0.0.1:0")],
+        [("METRICS_ADDR", "localhost"), ("BIND_ADDR", "127.0.0.1:0")],
+        [("HANDLER_DELAY_MS", "1s"), ("BIND_ADDR", "127.0.0.1:0")],
+        [("SHUTDOWN_GRACE_SECS", "-1"), ("BIND_ADDR", "127.0.0.1:0")],
     ] {
         let out = Command::new(common::example("receiver"))
             .env_clear()

@@ -12,6 +12,7 @@ mod events;
 mod hyper_server;
 mod network;
 mod observe;
+mod operations;
 mod properties;
 mod redis_store;
 mod replay;
