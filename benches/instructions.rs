@@ -11,6 +11,9 @@
 //! Divide "Collected" by `N`. The modes, all at 1 KiB and on the Standard Webhooks scheme:
 //! - `stack`: one fresh signed delivery through the whole stack of the `stack` bench (client IP,
 //!   allowlist of 1,000 ranges, rate limit, buffering, verification, memory replay);
+//! - `webhook`: the same deliveries through `WebhookLayer` with the allowlist, rate limit and
+//!   memory replay; `recorded`: the same, built with a Prometheus recorder in force, so their
+//!   difference is what metrics cost;
 //! - `handler`: the same deliveries sent the same way to the bare handler (the harness);
 //! - `hmac`: a pre-keyed HMAC-SHA256 of a signed message of the same length;
 //! - `verify`: `Verifier::verify` of one signed request.
@@ -36,7 +39,7 @@ use tower_webhook::scheme::{Scheme, Signer};
 #[path = "support/mod.rs"]
 mod support;
 
-const MODES: [&str; 4] = ["stack", "handler", "hmac", "verify"];
+const MODES: [&str; 6] = ["stack", "webhook", "recorded", "handler", "hmac", "verify"];
 const WARM_UP: usize = 2_000;
 const BODY: usize = 1024;
 
@@ -72,6 +75,23 @@ fn run(mode: &str, n: usize) {
                 .collect();
             ranges.push("192.0.2.0/24".parse().unwrap());
             let mut svc = support::full_stack(support::verifier(), ranges, 1_000_000);
+            for req in deliveries(WARM_UP) {
+                support::call(&rt, &mut svc, req);
+            }
+            let inputs = deliveries(n);
+            measure(inputs, |req| {
+                black_box(support::call(&rt, &mut svc, req));
+            });
+        }
+        "webhook" | "recorded" => {
+            let ranges: Vec<IpNet> = vec!["192.0.2.0/24".parse().unwrap()];
+            let build = || support::webhook_stack(support::verifier(), ranges, 1_000_000);
+            let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let mut svc = if mode == "recorded" {
+                metrics::with_local_recorder(&prometheus, build)
+            } else {
+                build()
+            };
             for req in deliveries(WARM_UP) {
                 support::call(&rt, &mut svc, req);
             }

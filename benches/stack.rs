@@ -9,6 +9,10 @@
 //! its full path: begin, handler, complete. `full_stack` is the six layers in a
 //! `ServiceBuilder`; `webhook_layer` the same stages built by `WebhookLayer`.
 //!
+//! `recording/1024` measures what metrics cost: `webhook_layer` built with a Prometheus
+//! recorder in force (every request counts its outcome and key and times its handler) against
+//! the same without a recorder, in the same run.
+//!
 //! `cargo bench --bench stack`
 
 use std::hint::black_box;
@@ -88,5 +92,48 @@ fn stack(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, stack);
+fn recording(c: &mut Criterion) {
+    let rt = support::runtime();
+    let _guard = rt.enter();
+    let signer = Signer::new(&Scheme::standard_webhooks(), SECRET).unwrap();
+    let ranges: Vec<IpNet> = vec!["192.0.2.0/24".parse().unwrap()];
+    let mut silent = support::webhook_stack(support::verifier(), ranges.clone(), 50_000_000);
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = prometheus.handle();
+    let mut recorded = metrics::with_local_recorder(&prometheus, || {
+        support::webhook_stack(support::verifier(), ranges, 50_000_000)
+    });
+    let body = Bytes::from(vec![b'x'; 1024]);
+    let mut n = 0u64;
+    let mut next_request = || {
+        n += 1;
+        support::signed_request(&signer, &format!("evt_{n:012}"), support::now(), &body)
+    };
+    let mut group = c.benchmark_group("recording/1024");
+    group.bench_function("no_recorder", |b| {
+        b.iter_batched(
+            &mut next_request,
+            |req| black_box(support::call(&rt, &mut silent, req)),
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("prometheus", |b| {
+        b.iter_batched(
+            &mut next_request,
+            |req| black_box(support::call(&rt, &mut recorded, req)),
+            BatchSize::SmallInput,
+        );
+        // As a scrape would: the histogram's samples are summed up, not kept.
+        handle.run_upkeep();
+    });
+    group.finish();
+    let rendered = handle.render();
+    let accepted = rendered
+        .lines()
+        .find(|l| l.contains("outcome=\"accepted\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(accepted > Some(0), "the recorder saw no request");
+}
+
+criterion_group!(benches, stack, recording);
 criterion_main!(benches);

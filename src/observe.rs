@@ -296,7 +296,8 @@ pub(crate) fn store_errors(store: &'static str) -> metrics::Counter {
 }
 
 /// The span of one request of the stack, `webhook` with its `endpoint` and (once verified)
-/// its `event_id`; none outside the stack or without the `tracing` feature.
+/// its `event_id`; none outside the stack, without the `tracing` feature, or when no
+/// subscriber wants it.
 #[derive(Debug, Default)]
 pub(crate) struct RequestSpan {
     #[cfg(feature = "tracing")]
@@ -308,14 +309,24 @@ impl RequestSpan {
         #[cfg(not(feature = "tracing"))]
         let _ = observer;
         Self {
+            // Made only for a subscriber that wants it.
             #[cfg(feature = "tracing")]
-            span: Some(tracing::info_span!(
-                target: "tower_webhook",
-                "webhook",
-                endpoint = observer.endpoint(),
-                event_id = tracing::field::Empty,
-            )),
+            span: tracing::span_enabled!(target: "tower_webhook", tracing::Level::INFO).then(
+                || {
+                    tracing::info_span!(
+                        target: "tower_webhook",
+                        "webhook",
+                        endpoint = observer.endpoint(),
+                        event_id = tracing::field::Empty,
+                    )
+                },
+            ),
         }
+    }
+
+    #[cfg(feature = "tracing")]
+    fn is_on(&self) -> bool {
+        self.span.is_some()
     }
 
     /// Runs `f` inside the span.
@@ -335,18 +346,29 @@ pub(crate) struct Watch {
     observer: Option<Arc<Observer>>,
     client: Option<IpAddr>,
     handler_started: Option<Instant>,
+    /// The request runs in a span: name its event there.
+    #[cfg(feature = "tracing")]
+    in_span: bool,
     /// Kept for the accepted log line, only when it will be written.
     #[cfg(feature = "tracing")]
-    verified: Option<Verified>,
+    verified: Option<Box<Verified>>,
 }
 
 impl Watch {
-    /// Watches a request of the stack of `observer`, from `client`.
-    pub(crate) fn new(observer: &Arc<Observer>, client: Option<IpAddr>) -> Self {
+    /// Watches a request of the stack of `observer`, from `client`, in `span`.
+    pub(crate) fn new(
+        observer: &Arc<Observer>,
+        client: Option<IpAddr>,
+        span: &RequestSpan,
+    ) -> Self {
+        #[cfg(not(feature = "tracing"))]
+        let _ = span;
         Self {
             observer: Some(observer.clone()),
             client,
             handler_started: None,
+            #[cfg(feature = "tracing")]
+            in_span: span.is_on(),
             #[cfg(feature = "tracing")]
             verified: None,
         }
@@ -372,11 +394,12 @@ impl Watch {
         #[cfg(feature = "tracing")]
         {
             // Called inside the request's span.
-            if let Some(id) = verified.id() {
+            let id = if self.in_span { verified.id() } else { None };
+            if let Some(id) = id {
                 tracing::Span::current().record("event_id", id);
             }
             if tracing::enabled!(target: "tower_webhook", tracing::Level::WARN) {
-                self.verified = Some(verified.clone());
+                self.verified = Some(Box::new(verified.clone()));
             }
         }
     }
@@ -452,7 +475,7 @@ impl Watch {
             Outcome::HandlerError => tracing::warn!(
                 target: "tower_webhook",
                 status = result.as_ref().map_or(0, |r| r.status().as_u16()),
-                event_id = self.verified.as_ref().and_then(Verified::id).unwrap_or("-"),
+                event_id = self.verified.as_ref().and_then(|v| v.id()).unwrap_or("-"),
                 scheme = observer.scheme(),
                 endpoint = observer.endpoint(),
                 client = %client,

@@ -317,7 +317,7 @@ where
         let client = match span.in_scope(|| stack.before_body(&mut req)) {
             Ok(client) => client,
             Err((rejection, client)) => {
-                let watch = Watch::new(&stack.observer, client);
+                let watch = Watch::new(&stack.observer, client, &span);
                 let verifier = Some(&stack.verifying.verifier);
                 let about = About::request(req.headers(), req.extensions(), verifier);
                 span.in_scope(|| rejection.log(watch.about(about)));
@@ -326,7 +326,7 @@ where
         };
         let (parts, body) = req.into_parts();
         let stage = Stage::Verify(stack.verifying.clone());
-        let watched = (Watch::new(&stack.observer, Some(client)), span);
+        let watched = (Watch::new(&stack.observer, Some(client), &span), span);
         ResponseFuture::start(body, parts, &stack.limits, &mut self.inner, stage, watched)
     }
 }
