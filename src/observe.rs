@@ -5,8 +5,10 @@
 //! With the `metrics` feature (on by default) the [stack](crate::stack) records through the
 //! [`metrics`](https://docs.rs/metrics) facade, so any recorder (Prometheus, StatsD, ...)
 //! collects them; without one installed they cost next to nothing. **Install the recorder
-//! before building the stack**: each stack registers its series once, when
-//! [`WebhookBuilder::build`](crate::WebhookBuilder::build) runs, and they start at zero.
+//! (globally, as exporters do) before building the stack**: each stack registers its series
+//! once, when [`WebhookBuilder::build`](crate::WebhookBuilder::build) runs, and they start at
+//! zero; only the series by event type (and those of a key added later) are registered when
+//! they first occur.
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
@@ -15,14 +17,20 @@
 //! | `webhook_handler_duration_seconds` | histogram | `endpoint`, `scheme` | the handler's time, when it ran |
 //! | `webhook_verified_key_total` | counter | `endpoint`, `scheme`, `key` | which secret verified (`0` the first): when the old secret of a rotation stops appearing, it can go |
 //! | `webhook_replay_store_errors_total` | counter | `store` (`memory`, `redis`, or the store's [`name`](crate::replay::ReplayStore::name)) | failed replay-store calls |
+//! | `webhook_events_total` | counter | `endpoint`, `scheme`, `event_type`, `outcome` | verified deliveries by event type, when [opted in](crate::WebhookBuilder::metrics_event_types) |
+//! | `webhook_event_handler_duration_seconds` | histogram | `endpoint`, `scheme`, `event_type` | the handler's time by event type, when opted in |
 //!
 //! `outcome` is one of `accepted` (the handler answered 2xx), `handler_error` (it answered
 //! anything else, or failed), `rejected` (a stage refused; the code is in
 //! `webhook_rejections_total`, so the two add up), `duplicate`, `in_flight` and `ignored` (an
 //! event type not subscribed to). `endpoint` is the stack's
 //! [`endpoint`](crate::WebhookBuilder::endpoint) name (the path, for a config file), `scheme`
-//! the [`SchemeKind`](crate::scheme::SchemeKind) name. No label ever holds an event id, an
-//! address or anything else a sender chooses, so the number of series stays bounded.
+//! the [`SchemeKind`](crate::scheme::SchemeKind) name. No label holds an event id, an address
+//! or anything else a sender chooses, so the number of series stays bounded. Event types are
+//! the sender's choice, so they are labels only in the two metrics by event type, and only
+//! the types a [`Subscription`](crate::events::Subscription) given to
+//! [`metrics_event_types`](crate::WebhookBuilder::metrics_event_types) takes: any other type
+//! is counted as `other`, an event without one as `-`.
 //!
 //! # Logs
 //!
@@ -45,6 +53,8 @@ use std::time::{Duration, Instant};
 use http::{Extensions, HeaderMap, Response};
 
 use crate::client_ip::ClientIp;
+#[cfg(feature = "metrics")]
+use crate::events::Subscription;
 use crate::{Rejection, Verified, Verifier};
 
 /// Who and what a log line is about: the fields every rejection event carries, each `-` when
@@ -157,6 +167,9 @@ pub(crate) struct Observer {
     scheme: &'static str,
     #[cfg(feature = "metrics")]
     metrics: Handles,
+    /// The event types that are labels of their own.
+    #[cfg(feature = "metrics")]
+    event_types: Option<Subscription>,
 }
 
 #[cfg(feature = "metrics")]
@@ -178,6 +191,45 @@ impl Observer {
             scheme,
             #[cfg(feature = "metrics")]
             metrics: Handles::register(endpoint, scheme, keys),
+            #[cfg(feature = "metrics")]
+            event_types: None,
+        }
+    }
+
+    /// Also counts the event types `types` takes, each under its own label.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn event_types(mut self, types: Option<Subscription>) -> Self {
+        self.event_types = types;
+        self
+    }
+
+    /// The `event_type` label of `verified`, if event types are labels.
+    #[cfg(feature = "metrics")]
+    fn event_type_label(&self, verified: &Verified) -> Option<Box<str>> {
+        let types = self.event_types.as_ref()?;
+        Some(match verified.event_type() {
+            None => "-".into(),
+            Some(t) if types.accepts(Some(t)) => t.into(),
+            Some(_) => "other".into(),
+        })
+    }
+
+    /// Counts a verified delivery of the type `label` that ended with `outcome`.
+    #[cfg(feature = "metrics")]
+    fn finish_typed(&self, label: Box<str>, outcome: Outcome, handler_time: Option<Duration>) {
+        let labels = |outcome: Option<Outcome>| {
+            let mut labels = vec![
+                metrics::Label::new("endpoint", self.endpoint.to_string()),
+                metrics::Label::new("scheme", self.scheme),
+                metrics::Label::new("event_type", label.to_string()),
+            ];
+            labels.extend(outcome.map(|o| metrics::Label::new("outcome", o.as_str())));
+            labels
+        };
+        metrics::counter!("webhook_events_total", labels(Some(outcome))).increment(1);
+        if let Some(time) = handler_time {
+            metrics::histogram!("webhook_event_handler_duration_seconds", labels(None))
+                .record(time.as_secs_f64());
         }
     }
 
@@ -286,6 +338,16 @@ fn describe() {
         Unit::Count,
         "Replay store calls that failed."
     );
+    metrics::describe_counter!(
+        "webhook_events_total",
+        Unit::Count,
+        "Verified webhook deliveries answered, by event type and outcome."
+    );
+    metrics::describe_histogram!(
+        "webhook_event_handler_duration_seconds",
+        Unit::Seconds,
+        "Time the webhook handler took, by event type."
+    );
 }
 
 /// The counter of a replay store's failed calls.
@@ -352,6 +414,9 @@ pub(crate) struct Watch {
     /// Kept for the accepted log line, only when it will be written.
     #[cfg(feature = "tracing")]
     verified: Option<Box<Verified>>,
+    /// Its `event_type` label, when event types are labels.
+    #[cfg(feature = "metrics")]
+    event_type: Option<Box<str>>,
 }
 
 impl Watch {
@@ -371,6 +436,8 @@ impl Watch {
             in_span: span.is_on(),
             #[cfg(feature = "tracing")]
             verified: None,
+            #[cfg(feature = "metrics")]
+            event_type: None,
         }
     }
 
@@ -391,6 +458,10 @@ impl Watch {
             return;
         };
         observer.verified(verified.key_index());
+        #[cfg(feature = "metrics")]
+        {
+            self.event_type = observer.event_type_label(verified);
+        }
         #[cfg(feature = "tracing")]
         {
             // Called inside the request's span.
@@ -437,6 +508,9 @@ impl Watch {
                 Err(_) => None,
             };
             observer.metrics.finish(outcome, code, handler_time);
+            if let Some(label) = self.event_type.take() {
+                observer.finish_typed(label, outcome, handler_time);
+            }
         }
         #[cfg(feature = "tracing")]
         self.log(&observer, outcome, result, handler_time);

@@ -13,6 +13,7 @@ use axum::Router;
 use common::{now, post as post_to, serve_with_peer};
 use http::{HeaderMap, StatusCode};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use tower_webhook::events::Subscription;
 use tower_webhook::rate_limit::Quota;
 use tower_webhook::replay::MemoryStore;
 use tower_webhook::scheme::Scheme;
@@ -216,6 +217,73 @@ async fn a_scripted_mix_gives_exact_counts() {
             );
         }
     }
+}
+
+// One thread, whose recorder is the test's while the server runs: series by event type are
+// registered when a type first comes.
+#[tokio::test(flavor = "current_thread")]
+async fn event_types_are_labels_only_when_named() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recorder = metrics::set_default_local_recorder(&recorder);
+    let layer = WebhookLayer::builder(verifier())
+        .endpoint("/hooks")
+        .metrics_event_types(Subscription::new(["invoice.*"]).unwrap())
+        .replay(MemoryStore::default())
+        .build()
+        .unwrap();
+    let addr = serve_with_peer("127.0.0.1", routes().layer(layer)).await;
+    for (id, body, status) in [
+        ("evt_1", r#"{"type":"invoice.paid"}"#, 200),
+        ("evt_1", r#"{"type":"invoice.paid"}"#, 200),
+        ("fail_2", r#"{"type":"invoice.voided"}"#, 500),
+        ("evt_3", r#"{"type":"charge.refunded"}"#, 200),
+        ("evt_4", r#"{"no":"type"}"#, 200),
+    ] {
+        let headers = signed(NEW, id, now(), body.as_bytes());
+        let reply = post_to(addr, "/hooks", &headers, body).await;
+        assert_eq!(reply.status.as_u16(), status, "{id}");
+    }
+    // A forgery has no verified type: it is not counted by type.
+    let forged = signed(OLD, "evt_5", now(), b"{}");
+    assert_eq!(
+        post_to(addr, "/hooks", &forged, "x").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let all = series(&snapshotter);
+    let typed = |event_type, outcome| {
+        let labels = [
+            ("endpoint", "/hooks"),
+            ("scheme", "standard-webhooks"),
+            ("event_type", event_type),
+            ("outcome", outcome),
+        ];
+        counter(&all, "webhook_events_total", &labels)
+    };
+    assert_eq!(typed("invoice.paid", "accepted"), 1);
+    assert_eq!(typed("invoice.paid", "duplicate"), 1);
+    assert_eq!(typed("invoice.voided", "handler_error"), 1);
+    assert_eq!(typed("other", "accepted"), 1);
+    assert_eq!(typed("-", "accepted"), 1);
+    let typed_total: u64 = all
+        .iter()
+        .filter(|(name, _, _)| name == "webhook_events_total")
+        .map(|(_, _, v)| match v {
+            DebugValue::Counter(n) => *n,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(typed_total, 5);
+    // The sender's own types never reach a label unless named.
+    assert!(all
+        .iter()
+        .all(|(_, labels, _)| labels.iter().all(|(_, v)| v != "charge.refunded")));
+    let timed = all
+        .iter()
+        .filter(|(name, _, _)| name == "webhook_event_handler_duration_seconds")
+        .count();
+    assert_eq!(timed, 4, "invoice.paid, invoice.voided, other and -");
 }
 
 #[tokio::test]
