@@ -28,7 +28,7 @@
 //! the [`SchemeKind`](crate::scheme::SchemeKind) name. No label holds an event id, an address
 //! or anything else a sender chooses, so the number of series stays bounded. Event types are
 //! the sender's choice, so they are labels only in the two metrics by event type, and only
-//! the types a [`Subscription`](crate::events::Subscription) given to
+//! the types a [subscription](crate::events::Subscription) given to
 //! [`metrics_event_types`](crate::WebhookBuilder::metrics_event_types) takes: any other type
 //! is counted as `other`, an event without one as `-`.
 //!
