@@ -13,6 +13,7 @@ use pin_project_lite::pin_project;
 use std::net::IpAddr;
 
 use crate::observe::About;
+use crate::penalty::PenaltyBox;
 use crate::rejection::ResponseBody;
 use crate::Rejection;
 
@@ -29,7 +30,12 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Inner { #[pin] future: F },
+        Inner {
+            #[pin]
+            future: F,
+            // The penalty box that counts this client's failed verifications, if any.
+            penalty: Option<(PenaltyBox, IpAddr)>,
+        },
         Rejected { rejection: Option<Rejection>, grpc: bool },
     }
 }
@@ -37,7 +43,23 @@ pin_project! {
 impl<F> ResponseFuture<F> {
     pub(crate) fn inner(future: F) -> Self {
         Self {
-            state: State::Inner { future },
+            state: State::Inner {
+                future,
+                penalty: None,
+            },
+        }
+    }
+
+    /// Counts a verification refusal in the answer as a failure of `client`.
+    pub(crate) fn counting_failures(self, penalty: PenaltyBox, client: IpAddr) -> Self {
+        match self.state {
+            State::Inner { future, .. } => Self {
+                state: State::Inner {
+                    future,
+                    penalty: Some((penalty, client)),
+                },
+            },
+            state @ State::Rejected { .. } => Self { state },
         }
     }
 
@@ -83,8 +105,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Inner { future } => {
+            StateProj::Inner { future, penalty } => {
                 let response = ready!(future.poll(cx))?;
+                if let Some((penalty, client)) = penalty.take() {
+                    let rejection = response.extensions().get::<Rejection>();
+                    if rejection.is_some_and(Rejection::is_verification_failure) {
+                        penalty.fail(client);
+                    }
+                }
                 Poll::Ready(Ok(response.map(ResponseBody::new)))
             }
             StateProj::Rejected { rejection, grpc } => {

@@ -74,11 +74,14 @@ pub mod body;
 mod cidr;
 pub mod client_ip;
 pub mod clock;
+pub mod content_type;
 mod error;
 pub mod events;
 #[cfg(feature = "axum")]
 pub mod extract;
+pub mod https;
 pub mod observe;
+pub mod penalty;
 pub mod rate_limit;
 mod rejection;
 pub mod replay;

@@ -475,6 +475,11 @@ impl Watch {
         }
     }
 
+    /// The client, in the stack.
+    pub(crate) fn client(&self) -> Option<IpAddr> {
+        self.client
+    }
+
     /// Notes that the handler is called now.
     pub(crate) fn handler_called(&mut self) {
         if self.observer.is_some() {

@@ -106,6 +106,24 @@ pub enum Rejection {
     },
     /// The client's address is not in the allowlist, or could not be determined (403).
     Forbidden,
+    /// The request did not come over TLS (403): see [`https`](crate::https).
+    HttpsRequired,
+    /// The request's `Content-Type` is not one the endpoint accepts, or it has none (415).
+    UnsupportedMediaType,
+    /// The client failed verification too often and is in the
+    /// [penalty box](crate::penalty) (429, with `Retry-After`).
+    #[non_exhaustive]
+    Penalized {
+        /// When the box ends.
+        retry_after: Duration,
+    },
+    /// The bodies being read already hold the whole memory budget (503, with `Retry-After`):
+    /// see [`BodyBudget`](crate::body::BodyBudget).
+    #[non_exhaustive]
+    Overloaded {
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// The client sent more than its quota allows (429, with `Retry-After` and the
     /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` headers).
     #[non_exhaustive]
@@ -159,10 +177,13 @@ impl Rejection {
             Self::Misconfigured { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Duplicate | Self::Ignored => StatusCode::OK,
             Self::InvalidPayload => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Forbidden | Self::HttpsRequired => StatusCode::FORBIDDEN,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } | Self::Penalized { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InFlight { .. } => StatusCode::CONFLICT,
-            Self::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable { .. } | Self::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -172,6 +193,8 @@ impl Rejection {
         match self {
             Self::InFlight { retry_after }
             | Self::StoreUnavailable { retry_after }
+            | Self::Penalized { retry_after }
+            | Self::Overloaded { retry_after }
             | Self::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
@@ -202,7 +225,25 @@ impl Rejection {
             Self::StoreUnavailable { .. } => code!("store_unavailable"),
             Self::Forbidden => code!("forbidden"),
             Self::RateLimited { .. } => code!("rate_limited"),
+            Self::HttpsRequired => code!("https_required"),
+            Self::UnsupportedMediaType => code!("unsupported_media_type"),
+            Self::Penalized { .. } => code!("too_many_failures"),
+            Self::Overloaded { .. } => code!("overloaded"),
         }
+    }
+
+    /// Whether the signature stage refused the request: a missing, malformed or wrong
+    /// signature, or a stale timestamp. What the [penalty box](crate::penalty) counts.
+    #[must_use]
+    pub fn is_verification_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::MissingHeader { .. }
+                | Self::MalformedHeader { .. }
+                | Self::NoSupportedSignature
+                | Self::SignatureMismatch
+                | Self::TimestampOutOfTolerance { .. }
+        )
     }
 
     /// The response this rejection answers with: its status, `Content-Type: application/json`,
@@ -246,7 +287,7 @@ impl Rejection {
             408 => 4,       // DEADLINE_EXCEEDED
             409 => 10,      // ABORTED
             413 | 429 => 8, // RESOURCE_EXHAUSTED
-            422 => 3,       // INVALID_ARGUMENT
+            415 | 422 => 3, // INVALID_ARGUMENT
             503 => 14,      // UNAVAILABLE
             _ => 13,        // INTERNAL
         }
@@ -272,7 +313,7 @@ impl Rejection {
     /// The codes of the refusals, every [`code`](Self::code) but `duplicate`, `in_flight` and
     /// `ignored` (answers the sender needs no alarm for).
     #[cfg(any(test, feature = "metrics"))]
-    pub(crate) const CODES: [&'static str; 13] = [
+    pub(crate) const CODES: [&'static str; 17] = [
         "payload_too_large",
         "body_timeout",
         "body_read_error",
@@ -286,6 +327,10 @@ impl Rejection {
         "store_unavailable",
         "forbidden",
         "rate_limited",
+        "https_required",
+        "unsupported_media_type",
+        "too_many_failures",
+        "overloaded",
     ];
 
     /// Emits the `tracing` event for this rejection (a no-op without the `tracing` feature):
@@ -331,6 +376,10 @@ impl fmt::Display for Rejection {
             Self::StoreUnavailable { .. } => f.write_str("replay store unavailable"),
             Self::Forbidden => f.write_str("client address not allowed"),
             Self::RateLimited { .. } => f.write_str("rate limit exceeded"),
+            Self::HttpsRequired => f.write_str("request not over TLS"),
+            Self::UnsupportedMediaType => f.write_str("content type not accepted"),
+            Self::Penalized { .. } => f.write_str("client in the penalty box"),
+            Self::Overloaded { .. } => f.write_str("memory budget for bodies used up"),
         }
     }
 }
@@ -485,6 +534,14 @@ mod tests {
             Rejection::RateLimited {
                 retry_after: Duration::from_millis(300),
                 limit: 5,
+            },
+            Rejection::HttpsRequired,
+            Rejection::UnsupportedMediaType,
+            Rejection::Penalized {
+                retry_after: Duration::from_secs(1),
+            },
+            Rejection::Overloaded {
+                retry_after: Duration::from_millis(10),
             },
         ];
         for r in all {

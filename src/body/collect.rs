@@ -1,7 +1,9 @@
 //! Reading a body into memory within a byte limit and a deadline.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use http::header::CONTENT_LENGTH;
 use http::HeaderMap;
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
 use super::BodyLimits;
@@ -34,6 +37,104 @@ pin_project! {
         rest: BytesMut,
         len: usize,
         limit: usize,
+        // The share of the memory budget this body holds, when there is a budget.
+        reservation: Option<Reservation>,
+    }
+}
+
+/// A global memory budget for the bodies being read, in bytes: each request reserves its
+/// `Content-Length` before its body is read (or grows its reservation as a chunked body
+/// streams) and gives it back when its answer is done or its connection is gone. A request the
+/// budget cannot cover is refused with 503 `{"error":"overloaded"}` and `Retry-After`.
+///
+/// Clones share the budget: give one to every stack of a process.
+///
+/// ```
+/// use tower_webhook::body::BodyBudget;
+///
+/// let budget = BodyBudget::new(64 * 1024 * 1024);
+/// assert_eq!(budget.in_use(), 0);
+/// ```
+#[derive(Clone)]
+pub struct BodyBudget {
+    bytes: Arc<Semaphore>,
+    max: usize,
+}
+
+impl BodyBudget {
+    /// The `Retry-After` of an `overloaded` answer.
+    pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+    /// A budget of `max_bytes` for all the bodies being read at once.
+    #[must_use]
+    pub fn new(max_bytes: usize) -> Self {
+        let max = max_bytes.min(Semaphore::MAX_PERMITS);
+        Self {
+            bytes: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// The budget, in bytes.
+    #[must_use]
+    pub fn max_bytes(&self) -> usize {
+        self.max
+    }
+
+    /// The bytes reserved now by the bodies being read or handled.
+    #[must_use]
+    pub fn in_use(&self) -> usize {
+        self.max - self.bytes.available_permits()
+    }
+
+    fn take(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Rejection> {
+        u32::try_from(bytes)
+            .ok()
+            .and_then(|n| self.bytes.clone().try_acquire_many_owned(n).ok())
+            .ok_or(Rejection::Overloaded {
+                retry_after: Self::RETRY_AFTER,
+            })
+    }
+}
+
+impl fmt::Debug for BodyBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyBudget")
+            .field("max_bytes", &self.max)
+            .field("in_use", &self.in_use())
+            .finish()
+    }
+}
+
+/// The bytes of a budget one request holds, given back when dropped.
+pub(crate) struct Reservation {
+    budget: BodyBudget,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl Reservation {
+    fn bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, |p| p.num_permits())
+    }
+
+    /// Holds at least `bytes`, or refuses.
+    fn grow_to(&mut self, bytes: usize) -> Result<(), Rejection> {
+        let more = bytes.saturating_sub(self.bytes());
+        if more == 0 {
+            return Ok(());
+        }
+        let permit = self.budget.take(more)?;
+        match &mut self.held {
+            Some(held) => held.merge(permit),
+            None => self.held = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Reservation({} bytes)", self.bytes())
     }
 }
 
@@ -46,12 +147,26 @@ impl<B: Body> Collect<B> {
         body: B,
         headers: &HeaderMap,
         limits: &BodyLimits,
+        budget: Option<&BodyBudget>,
     ) -> Result<Self, Rejection> {
         let limit = limits.byte_limit();
         let too_large = || Rejection::PayloadTooLarge { limit };
         if announced_len_over(headers, limit) || body.size_hint().lower() > limit as u64 {
             return Err(too_large());
         }
+        let reservation = match budget {
+            None => None,
+            Some(budget) => {
+                let mut reservation = Reservation {
+                    budget: budget.clone(),
+                    held: None,
+                };
+                // Under the limit, as checked above.
+                let announced = body.size_hint().lower().max(announced_len(headers));
+                reservation.grow_to(usize::try_from(announced).unwrap_or(usize::MAX))?;
+                Some(reservation)
+            }
+        };
         Ok(Self {
             body,
             deadline: None,
@@ -60,8 +175,23 @@ impl<B: Body> Collect<B> {
             rest: BytesMut::new(),
             len: 0,
             limit,
+            reservation,
         })
     }
+
+    /// The share of the budget the body holds, to keep while the request is handled.
+    pub(crate) fn take_reservation(self: Pin<&mut Self>) -> Option<Reservation> {
+        self.project().reservation.take()
+    }
+}
+
+/// The first `Content-Length` that is a number, or 0.
+fn announced_len(headers: &HeaderMap) -> u64 {
+    headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .find_map(|v| v.to_str().ok()?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Whether any `Content-Length` value is a number over `limit`. Values that are not numbers are
@@ -117,6 +247,11 @@ impl<B: Body> Future for Collect<B> {
                         return Poll::Ready(Err(Rejection::PayloadTooLarge { limit: *this.limit }));
                     }
                     *this.len += n;
+                    if let Some(reservation) = this.reservation.as_mut() {
+                        if let Err(rejection) = reservation.grow_to(*this.len) {
+                            return Poll::Ready(Err(rejection));
+                        }
+                    }
                     if *this.len == n {
                         *this.first = Some(data.copy_to_bytes(n));
                     } else {
@@ -150,7 +285,7 @@ mod tests {
     async fn one_chunk_is_kept_without_copy() {
         let data = Bytes::from_static(b"hello");
         let ptr = data.as_ptr();
-        let got = Collect::start(Full::new(data), &HeaderMap::new(), &limits(5))
+        let got = Collect::start(Full::new(data), &HeaderMap::new(), &limits(5), None)
             .unwrap()
             .await
             .unwrap();
@@ -163,7 +298,7 @@ mod tests {
         headers.insert(CONTENT_LENGTH, "6".parse().unwrap());
         let (_tx, body) = Channel::<Bytes, Infallible>::new(1);
         assert!(matches!(
-            Collect::start(body, &headers, &limits(5)),
+            Collect::start(body, &headers, &limits(5), None),
             Err(Rejection::PayloadTooLarge { limit: 5 })
         ));
     }
@@ -171,7 +306,7 @@ mod tests {
     #[tokio::test]
     async fn size_hint_over_limit_is_refused_before_reading() {
         let body = Full::new(Bytes::from_static(b"123456"));
-        assert!(Collect::start(body, &HeaderMap::new(), &limits(5)).is_err());
+        assert!(Collect::start(body, &HeaderMap::new(), &limits(5), None).is_err());
     }
 
     #[tokio::test]
@@ -181,7 +316,7 @@ mod tests {
             tx.send_data(Bytes::from_static(part)).await.unwrap();
         }
         drop(tx);
-        let got = Collect::start(body, &HeaderMap::new(), &limits(5))
+        let got = Collect::start(body, &HeaderMap::new(), &limits(5), None)
             .unwrap()
             .await;
         assert_eq!(got.unwrap(), Bytes::from_static(b"abcde"));
@@ -193,7 +328,7 @@ mod tests {
         tx.send_data(Bytes::from_static(b"abc")).await.unwrap();
         tx.send_data(Bytes::from_static(b"def")).await.unwrap();
         // The sender stays open: an endless body must still be refused.
-        let got = Collect::start(body, &HeaderMap::new(), &limits(5))
+        let got = Collect::start(body, &HeaderMap::new(), &limits(5), None)
             .unwrap()
             .await;
         assert_eq!(got, Err(Rejection::PayloadTooLarge { limit: 5 }));
@@ -206,7 +341,7 @@ mod tests {
         let limits = BodyLimits::new().timeout(Duration::from_secs(10));
         let start = tokio::time::Instant::now();
         let collect = tokio::spawn(async move {
-            let got = Collect::start(body, &HeaderMap::new(), &limits)
+            let got = Collect::start(body, &HeaderMap::new(), &limits, None)
                 .unwrap()
                 .await;
             (got, start.elapsed())
@@ -231,7 +366,7 @@ mod tests {
         tx.send_data(Bytes::from_static(b"abc")).await.unwrap();
         drop(tx);
         let mut collect =
-            std::pin::pin!(Collect::start(body, &HeaderMap::new(), &limits(5)).unwrap());
+            std::pin::pin!(Collect::start(body, &HeaderMap::new(), &limits(5), None).unwrap());
         let got = std::future::poll_fn(|cx| match collect.as_mut().poll(cx) {
             Poll::Ready(got) => Poll::Ready(got),
             Poll::Pending => panic!("a complete body is read in one poll"),
@@ -241,10 +376,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_budget_is_reserved_up_front_or_as_chunks_come_and_given_back() {
+        let budget = BodyBudget::new(10);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, "6".parse().unwrap());
+        let (_held_tx, held_body) = Channel::<Bytes, Infallible>::new(1);
+        let held = Collect::start(held_body, &headers, &limits(100), Some(&budget)).unwrap();
+        assert_eq!(budget.in_use(), 6);
+        // 6 more would pass the budget: refused before reading.
+        let (_tx, body) = Channel::<Bytes, Infallible>::new(1);
+        assert!(matches!(
+            Collect::start(body, &headers, &limits(100), Some(&budget)),
+            Err(Rejection::Overloaded { .. })
+        ));
+        // A chunked body grows its share chunk by chunk, and is refused at the chunk that
+        // passes the budget.
+        let (mut tx, body) = Channel::<Bytes, Infallible>::new(4);
+        tx.send_data(Bytes::from_static(b"abc")).await.unwrap();
+        tx.send_data(Bytes::from_static(b"de")).await.unwrap();
+        let got = Collect::start(body, &HeaderMap::new(), &limits(100), Some(&budget))
+            .unwrap()
+            .await;
+        assert!(matches!(got, Err(Rejection::Overloaded { .. })));
+        assert_eq!(budget.in_use(), 6, "the refused body gave its share back");
+        drop(held);
+        assert_eq!(budget.in_use(), 0);
+        // A complete body keeps its share until the reservation is dropped.
+        let mut collect = std::pin::pin!(Collect::start(
+            Full::new(Bytes::from_static(b"12345678")),
+            &HeaderMap::new(),
+            &limits(100),
+            Some(&budget),
+        )
+        .unwrap());
+        assert_eq!(collect.as_mut().await.unwrap().len(), 8);
+        let reservation = collect.as_mut().take_reservation();
+        assert_eq!(budget.in_use(), 8);
+        drop(reservation);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[tokio::test]
     async fn body_error_is_a_read_rejection() {
         let (tx, body) = Channel::<Bytes, &'static str>::new(1);
         tx.abort("broken");
-        let got = Collect::start(body, &HeaderMap::new(), &limits(10))
+        let got = Collect::start(body, &HeaderMap::new(), &limits(10), None)
             .unwrap()
             .await;
         assert_eq!(got, Err(Rejection::BodyRead));

@@ -5,14 +5,15 @@ use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::body::{BufferedBody, ResponseFuture, Stage};
+use crate::body::{BodyBudget, BufferedBody, ResponseFuture, Stage};
 use crate::rejection::ResponseBody;
 use crate::BodyLimits;
 
 /// Applies [`BufferBody`] to a service.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct BufferBodyLayer {
     limits: BodyLimits,
+    budget: Option<BodyBudget>,
 }
 
 impl BufferBodyLayer {
@@ -25,7 +26,18 @@ impl BufferBodyLayer {
     /// Buffers with `limits`.
     #[must_use]
     pub const fn with_limits(limits: BodyLimits) -> Self {
-        Self { limits }
+        Self {
+            limits,
+            budget: None,
+        }
+    }
+
+    /// Reserves each body in `budget`, shared with every layer given a clone of it: a body it
+    /// cannot cover is refused with 503 `overloaded`.
+    #[must_use]
+    pub fn budget(mut self, budget: BodyBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// Sets the largest body accepted, in bytes.
@@ -50,6 +62,7 @@ impl<S> Layer<S> for BufferBodyLayer {
         BufferBody {
             inner,
             limits: self.limits,
+            budget: self.budget.clone(),
         }
     }
 }
@@ -60,12 +73,17 @@ impl<S> Layer<S> for BufferBodyLayer {
 pub struct BufferBody<S> {
     inner: S,
     limits: BodyLimits,
+    budget: Option<BodyBudget>,
 }
 
 impl<S> BufferBody<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, limits: BodyLimits) -> Self {
-        Self { inner, limits }
+        Self {
+            inner,
+            limits,
+            budget: None,
+        }
     }
 
     /// A [`BufferBodyLayer`] with the default limits.
@@ -93,13 +111,16 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (parts, body) = req.into_parts();
         let (limits, unwatched) = (&self.limits, Default::default());
+        let budget = self.budget.as_ref();
+        let stage = Stage::Buffer;
         ResponseFuture::start(
             body,
             parts,
             limits,
             &mut self.inner,
-            Stage::Buffer,
+            stage,
             unwatched,
+            budget,
         )
     }
 }

@@ -85,6 +85,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+pub use collect::BodyBudget;
 pub(crate) use collect::Collect;
 pub use layer::{BufferBody, BufferBodyLayer};
 pub(crate) use stage::{ResponseFuture, Stage, Verifying};

@@ -13,9 +13,11 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::{BodyLimits, BufferedBody, Collect, RawBody};
+use super::collect::Reservation;
+use super::{BodyBudget, BodyLimits, BufferedBody, Collect, RawBody};
 use crate::events::Subscription;
 use crate::observe::{About, RequestSpan, Watch};
+use crate::penalty::PenaltyBox;
 use crate::rejection::ResponseBody;
 use crate::replay::{self, ReplayLayer};
 use crate::verify::{verify_parts, Verifier};
@@ -40,6 +42,8 @@ pub(crate) struct Verifying {
     pub(crate) subscription: Option<Subscription>,
     pub(crate) replay: Option<ReplayLayer>,
     pub(crate) slack_handshake: bool,
+    /// Counts the client's failed verifications.
+    pub(crate) penalty: Option<PenaltyBox>,
 }
 
 impl Verifying {
@@ -50,6 +54,7 @@ impl Verifying {
             subscription: None,
             replay: None,
             slack_handshake: false,
+            penalty: None,
         }
     }
 }
@@ -82,9 +87,13 @@ impl Stage {
                 subscription,
                 replay,
                 slack_handshake,
+                penalty,
             }) => {
                 if let Err(rejection) = verify_parts(verifier, &mut parts, &bytes) {
                     self.log(&rejection, &parts, watch);
+                    if let (Some(penalty), Some(client)) = (penalty, watch.client()) {
+                        penalty.fail(client);
+                    }
                     return State::Rejected {
                         rejection: Some(rejection),
                     };
@@ -153,6 +162,8 @@ pin_project! {
         state: State<B, S>,
         watch: Watch,
         span: RequestSpan,
+        // The body's share of the memory budget, held until the answer is done.
+        reservation: Option<Reservation>,
     }
 }
 
@@ -197,8 +208,9 @@ impl<B: Body, S: Service<Request<BufferedBody>> + Clone> ResponseFuture<B, S> {
         inner: &mut S,
         stage: Stage,
         (watch, span): (Watch, RequestSpan),
+        budget: Option<&BodyBudget>,
     ) -> Self {
-        match Collect::start(body, &parts.headers, limits) {
+        match Collect::start(body, &parts.headers, limits, budget) {
             Ok(collect) => {
                 let clone = inner.clone();
                 let inner = std::mem::replace(inner, clone);
@@ -211,6 +223,7 @@ impl<B: Body, S: Service<Request<BufferedBody>> + Clone> ResponseFuture<B, S> {
                     },
                     watch,
                     span,
+                    reservation: None,
                 }
             }
             Err(rejection) => {
@@ -227,6 +240,7 @@ impl<B, S: Service<Request<BufferedBody>>> ResponseFuture<B, S> {
             state: State::Calling { future },
             watch: Watch::default(),
             span: RequestSpan::default(),
+            reservation: None,
         }
     }
 
@@ -238,6 +252,7 @@ impl<B, S: Service<Request<BufferedBody>>> ResponseFuture<B, S> {
             },
             watch,
             span,
+            reservation: None,
         }
     }
 }
@@ -251,9 +266,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let (state, watch) = (this.state, this.watch);
+        let (state, watch, reservation) = (this.state, this.watch, this.reservation);
         this.span.in_scope(|| {
-            let (output, handler_time) = ready!(poll_state(state, watch, cx));
+            let (output, handler_time) = ready!(poll_state(state, watch, reservation, cx));
             watch.finish(&output, handler_time);
             Poll::Ready(output)
         })
@@ -267,6 +282,7 @@ type Polled<ResBody, E> = (Result<Response<ResponseBody<ResBody>>, E>, Option<Du
 fn poll_state<B, S, ResBody>(
     mut state: Pin<&mut State<B, S>>,
     watch: &mut Watch,
+    reservation: &mut Option<Reservation>,
     cx: &mut Context<'_>,
 ) -> Poll<Polled<ResBody, S::Error>>
 where
@@ -276,12 +292,13 @@ where
     loop {
         match state.as_mut().project() {
             StateProj::Collecting {
-                collect,
+                mut collect,
                 parts,
                 inner,
                 stage,
             } => {
-                let collected = ready!(collect.poll(cx));
+                let collected = ready!(collect.as_mut().poll(cx));
+                *reservation = collect.take_reservation();
                 let (Some(parts), Some(mut inner)) = (parts.take(), inner.take()) else {
                     panic!("ResponseFuture polled after completion");
                 };

@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderName};
 use crate::Rejection;
 
 pub(super) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Which header carries the proxy chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,6 +54,32 @@ pub(super) fn hops_rev<'h>(
         };
         items
     })
+}
+
+/// The protocol the nearest proxy recorded, in the family of `which`: the rightmost
+/// `X-Forwarded-Proto` value, or the `proto=` of the rightmost `Forwarded` element (`None` when
+/// that element has none).
+pub(super) fn proto(headers: &HeaderMap, which: ForwardedHeader) -> Option<&str> {
+    match which {
+        ForwardedHeader::XForwardedFor => {
+            let line = headers.get_all(&X_FORWARDED_PROTO).iter().next_back()?;
+            line.to_str().ok()?.rsplit(',').next().map(str::trim)
+        }
+        ForwardedHeader::Forwarded => {
+            let line = headers.get_all(FORWARDED).iter().next_back()?;
+            let element = split_outside_quotes(line.to_str().ok()?, b',').pop()?;
+            split_outside_quotes(element, b';')
+                .into_iter()
+                .find_map(|pair| {
+                    let (key, value) = pair.trim().split_once('=')?;
+                    let value = value
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(value);
+                    key.eq_ignore_ascii_case("proto").then_some(value)
+                })
+        }
+    }
 }
 
 /// Splits on `sep` outside double-quoted strings (which may hold `\"`).
@@ -192,6 +219,36 @@ mod tests {
         ] {
             assert!(forwarded_for(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_nearest_proxy_says_the_protocol() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(proto(&headers, ForwardedHeader::XForwardedFor), None);
+        headers.append(&X_FORWARDED_PROTO, "http".parse().unwrap());
+        headers.append(&X_FORWARDED_PROTO, "http, https".parse().unwrap());
+        assert_eq!(
+            proto(&headers, ForwardedHeader::XForwardedFor),
+            Some("https")
+        );
+        assert_eq!(proto(&headers, ForwardedHeader::Forwarded), None);
+
+        let mut headers = HeaderMap::new();
+        headers.append(FORWARDED, "for=1.2.3.4;proto=https".parse().unwrap());
+        headers.append(
+            FORWARDED,
+            r#"for=5.6.7.8;proto=https, for="[::1]";Proto="http";by=x"#
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(proto(&headers, ForwardedHeader::Forwarded), Some("http"));
+        headers.append(FORWARDED, "for=9.9.9.9".parse().unwrap());
+        assert_eq!(
+            proto(&headers, ForwardedHeader::Forwarded),
+            None,
+            "the last element has none"
+        );
+        assert_eq!(proto(&headers, ForwardedHeader::XForwardedFor), None);
     }
 
     #[test]

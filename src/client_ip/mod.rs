@@ -196,6 +196,20 @@ impl ResolveClientIpLayer {
 }
 
 impl ResolveClientIpLayer {
+    /// Whether `req` came over TLS: marked [`Tls`](crate::https::Tls) by the server, or said
+    /// to by a trusted peer in the header family it writes.
+    pub(crate) fn is_https<B>(&self, req: &Request<B>) -> bool {
+        if req.extensions().get::<crate::https::Tls>().is_some() {
+            return true;
+        }
+        let r = &*self.resolver;
+        let from_trusted =
+            (r.peer)(req.extensions()).is_some_and(|peer| r.trusted.contains(canonical(peer.ip())));
+        from_trusted
+            && forwarded::proto(req.headers(), r.header)
+                .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+    }
+
     /// Resolves the client of `req` and puts it into its extensions as [`ClientIp`]: the
     /// first stage of the one-call stack.
     pub(crate) fn resolve_into<B>(&self, req: &mut Request<B>) -> Result<IpAddr, Rejection> {

@@ -11,10 +11,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::allowlist::IpAllowlist;
-use crate::body::{BodyLimits, BufferedBody, ResponseFuture, Stage, Verifying};
+use crate::body::{BodyBudget, BodyLimits, BufferedBody, ResponseFuture, Stage, Verifying};
 use crate::client_ip::{ForwardedHeader, PeerAddress, ResolveClientIpLayer};
+use crate::content_type::MediaTypes;
 use crate::events::Subscription;
 use crate::observe::{About, Observer, RequestSpan, Watch};
+use crate::penalty::PenaltyBox;
 use crate::rate_limit::RateLimitLayer;
 use crate::rejection::ResponseBody;
 use crate::replay::{ReplayBuilder, StoreFuture};
@@ -23,26 +25,41 @@ use crate::{ConfigError, Rejection, Verifier};
 /// The stages that are on, shared by every clone of the layer and its services.
 struct Stack {
     resolve: ResolveClientIpLayer,
+    require_https: bool,
+    penalty: Option<PenaltyBox>,
     allow: Option<IpAllowlist>,
     rate: Option<RateLimitLayer>,
+    content_types: Option<MediaTypes>,
     limits: BodyLimits,
+    budget: Option<BodyBudget>,
     /// The signature and the stages after it, handed to each request.
     verifying: Verifying,
     observer: Arc<Observer>,
 }
 
 impl Stack {
-    /// The stages before the body: client IP, allowlist, rate limit. Says who the client is.
+    /// The stages before the body: client IP, HTTPS, penalty box, allowlist, rate limit,
+    /// content type. Says who the client is.
     fn before_body<B>(&self, req: &mut Request<B>) -> Result<IpAddr, (Rejection, Option<IpAddr>)> {
         let ip = self.resolve.resolve_into(req).map_err(|r| (r, None))?;
+        let refuse = |rejection| (rejection, Some(ip));
+        if self.require_https && !self.resolve.is_https(req) {
+            return Err(refuse(Rejection::HttpsRequired));
+        }
+        if let Some(penalty) = &self.penalty {
+            penalty.check(ip).map_err(refuse)?;
+        }
         if let Some(allow) = &self.allow {
             if !allow.contains(ip) {
-                return Err((Rejection::Forbidden, Some(ip)));
+                return Err(refuse(Rejection::Forbidden));
             }
         }
         if let Some(rate) = &self.rate {
             rate.check(req.headers(), req.extensions())
-                .map_err(|r| (r, Some(ip)))?;
+                .map_err(refuse)?;
+        }
+        if let Some(types) = &self.content_types {
+            types.check(req.headers()).map_err(refuse)?;
         }
         Ok(ip)
     }
@@ -64,8 +81,12 @@ impl WebhookLayer {
             limits: *verifier.body_limits(),
             verifier,
             resolve: ResolveClientIpLayer::new(),
+            require_https: false,
+            penalty: None,
             allow: None,
             rate: None,
+            content_types: None,
+            budget: None,
             subscription: None,
             replay: None,
             slack_handshake: false,
@@ -118,9 +139,13 @@ impl fmt::Debug for WebhookLayer {
         let s = &*self.stack;
         f.debug_struct("WebhookLayer")
             .field("client_ip", &s.resolve)
+            .field("require_https", &s.require_https)
+            .field("penalty", &s.penalty)
             .field("allow", &s.allow)
             .field("rate_limit", &s.rate)
+            .field("content_types", &s.content_types)
             .field("limits", &s.limits)
+            .field("budget", &s.budget)
             .field("verifying", &s.verifying)
             .finish()
     }
@@ -131,9 +156,13 @@ impl fmt::Debug for WebhookLayer {
 pub struct WebhookBuilder {
     verifier: Verifier,
     resolve: ResolveClientIpLayer,
+    require_https: bool,
+    penalty: Option<PenaltyBox>,
     allow: Option<IpAllowlist>,
     rate: Option<RateLimitLayer>,
+    content_types: Option<MediaTypes>,
     limits: BodyLimits,
+    budget: Option<BodyBudget>,
     subscription: Option<Subscription>,
     replay: Option<ReplayBuilder>,
     slack_handshake: bool,
@@ -169,6 +198,36 @@ impl WebhookBuilder {
     /// `SocketAddr`, or axum's `ConnectInfo<SocketAddr>` with the `axum` feature).
     pub fn peer_address(mut self, peer: PeerAddress) -> Self {
         self.resolve = self.resolve.peer_address(peer);
+        self
+    }
+
+    /// Refuses requests that did not come over TLS with 403 `https_required`: see
+    /// [`https`](crate::https) for how a server marks TLS connections, and how trusted proxies
+    /// say so (`X-Forwarded-Proto`, or `proto=` in `Forwarded` with
+    /// [`ForwardedHeader::Forwarded`]). Off by default.
+    pub fn require_https(mut self, require: bool) -> Self {
+        self.require_https = require;
+        self
+    }
+
+    /// Boxes clients that fail verification too often: see [`penalty`](crate::penalty).
+    /// Give clones of one [`PenaltyBox`] to several stacks to share it.
+    pub fn penalty(mut self, penalty: PenaltyBox) -> Self {
+        self.penalty = Some(penalty);
+        self
+    }
+
+    /// Accepts only these media types; any other `Content-Type`, or none, gets 415 before
+    /// the body is read.
+    pub fn content_types(mut self, types: MediaTypes) -> Self {
+        self.content_types = Some(types);
+        self
+    }
+
+    /// Reserves each body in a memory budget shared by every stack given a clone of it: a
+    /// body it cannot cover gets 503 `overloaded`. See [`BodyBudget`].
+    pub fn body_budget(mut self, budget: BodyBudget) -> Self {
+        self.budget = Some(budget);
         self
     }
 
@@ -275,14 +334,19 @@ impl WebhookBuilder {
         Ok(WebhookLayer {
             stack: Arc::new(Stack {
                 resolve: self.resolve,
+                require_https: self.require_https,
+                penalty: self.penalty.clone(),
                 allow: self.allow,
                 rate: self.rate,
+                content_types: self.content_types,
                 limits: self.limits,
+                budget: self.budget,
                 verifying: Verifying {
                     verifier: self.verifier,
                     subscription: self.subscription,
                     replay,
                     slack_handshake: self.slack_handshake,
+                    penalty: self.penalty,
                 },
                 observer: Arc::new(observer),
             }),
@@ -353,6 +417,7 @@ where
         let (parts, body) = req.into_parts();
         let stage = Stage::Verify(stack.verifying.clone());
         let watched = (Watch::new(&stack.observer, Some(client), &span), span);
-        ResponseFuture::start(body, parts, &stack.limits, &mut self.inner, stage, watched)
+        let (limits, budget) = (&stack.limits, stack.budget.as_ref());
+        ResponseFuture::start(body, parts, limits, &mut self.inner, stage, watched, budget)
     }
 }

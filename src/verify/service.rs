@@ -99,7 +99,15 @@ where
         let limits = *self.verifier.body_limits();
         let stage = Stage::Verify(Verifying::new(self.verifier.clone()));
         let unwatched = Default::default();
-        ResponseFuture::start(body, parts, &limits, &mut self.inner, stage, unwatched)
+        ResponseFuture::start(
+            body,
+            parts,
+            &limits,
+            &mut self.inner,
+            stage,
+            unwatched,
+            None,
+        )
     }
 }
 

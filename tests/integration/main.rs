@@ -9,6 +9,7 @@ mod axum_router;
 mod demo;
 mod event_types;
 mod events;
+mod guards;
 mod hyper_server;
 mod network;
 mod observe;
