@@ -17,7 +17,7 @@
 //! | `TOLERANCE_SECS` | `300` | how far the signed timestamp may be from now |
 //! | `REPLAY_STORE` | `memory` | `memory`, `redis` or `off`: where handled event ids are kept |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379/` | the Redis of `REPLAY_STORE=redis` |
-//! | `REPLAY_TTL_SECS` | `86400` | how long a handled event id is remembered |
+//! | `REPLAY_TTL_SECS` | a day, or twice `TOLERANCE_SECS` if longer | how long a handled event id is remembered |
 //! | `REPLAY_MAX_ENTRIES` | `100000` | most event ids the memory store holds (503 when full of live ones) |
 //! | `ALLOW_CIDRS` | unset | comma-separated CIDRs allowed to deliver (403 otherwise); unset or empty: everyone |
 //! | `TRUSTED_PROXIES` | unset | comma-separated CIDRs of proxies whose `X-Forwarded-For` is believed |
@@ -28,6 +28,12 @@
 //! | `METRICS_ADDR` | unset: off | serves `GET /metrics` (Prometheus text) and `GET /healthz` on this address |
 //! | `HANDLER_DELAY_MS` | `0` | the demo handler waits this long before it prints and answers |
 //! | `SHUTDOWN_GRACE_SECS` | `10` | on SIGTERM or SIGINT, how long deliveries in progress may take to finish |
+//! | `FORWARDED_HEADER` | `x-forwarded-for` | which header the trusted proxies write: `x-forwarded-for` (with `X-Forwarded-Proto`) or `forwarded` |
+//! | `REQUIRE_HTTPS` | `0` | `1`: refuse (403) requests a trusted proxy does not say came over HTTPS |
+//! | `PENALTY_FAILURES` | unset: off | box a client (429) after this many failed verifications within `PENALTY_WINDOW_SECS` |
+//! | `PENALTY_WINDOW_SECS` | `60` | the penalty box's window, and how long a box lasts |
+//! | `ALLOW_CONTENT_TYPES` | unset: any | comma-separated media types accepted; others get 415 |
+//! | `MAX_BUFFERED_BYTES` | `67108864` | memory budget for all bodies being read at once; over it, 503 |
 //!
 //! Standard output carries `listening on <addr>` once bound (followed by ` metrics=<addr>` when
 //! `METRICS_ADDR` is set), then exactly one line per accepted
@@ -124,7 +130,7 @@ fn handle(req: &Request<BufferedBody>, path: &str, failures: &Failures) -> Respo
 
 /// The environment settings laid over the file's, by the file's names (lower case). Numbers
 /// are parsed here, so a bad one names its variable.
-const NUMBERS: [&str; 8] = [
+const NUMBERS: [&str; 11] = [
     "RATE_PER_SEC",
     "RATE_BURST",
     "REPLAY_TTL_SECS",
@@ -133,8 +139,12 @@ const NUMBERS: [&str; 8] = [
     "TOLERANCE_SECS",
     "HANDLER_DELAY_MS",
     "SHUTDOWN_GRACE_SECS",
+    "PENALTY_FAILURES",
+    "PENALTY_WINDOW_SECS",
+    "MAX_BUFFERED_BYTES",
 ];
-const TEXTS: [&str; 7] = [
+const FLAGS: [&str; 1] = ["REQUIRE_HTTPS"];
+const TEXTS: [&str; 9] = [
     "BIND_ADDR",
     "TRUSTED_PROXIES",
     "ALLOW_CIDRS",
@@ -142,6 +152,8 @@ const TEXTS: [&str; 7] = [
     "REDIS_URL",
     "FAIL_ONCE_PREFIX",
     "METRICS_ADDR",
+    "ALLOW_CONTENT_TYPES",
+    "FORWARDED_HEADER",
 ];
 
 /// The settings as one table: the file of `WEBHOOK_CONFIG`, or one endpoint on `/webhook`
@@ -186,6 +198,16 @@ fn settings() -> Result<toml::Table, support::Error> {
                 .parse()
                 .map_err(|_| format!("{name}={value:?} is not valid"))?;
             table.insert(name.to_ascii_lowercase(), n.into());
+        }
+    }
+    for name in FLAGS {
+        if let Some(value) = support::var(name) {
+            let on = match value.as_str() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => return Err(format!("{name}={value:?} is not valid: 1 or 0")),
+            };
+            table.insert(name.to_ascii_lowercase(), on.into());
         }
     }
     for name in TEXTS {

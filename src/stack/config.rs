@@ -12,10 +12,15 @@
 //! | `rate_per_sec`, `rate_burst` | no limit; burst = rate | requests per second per client IP, and at once |
 //! | `replay_store` | `memory` | `memory`, `redis` (feature `redis`) or `off` |
 //! | `redis_url` | `redis://127.0.0.1:6379/` | the Redis of `replay_store = "redis"` (a reference or a literal) |
-//! | `replay_ttl_secs` | `86400` | how long a handled event id is remembered |
+//! | `replay_ttl_secs` | a day, or twice the endpoint's tolerance if that is longer | how long a handled event id is remembered (at least twice the tolerance) |
 //! | `replay_max_entries` | `100000` | most ids the memory store holds |
 //! | `max_body_bytes` | `1048576` | largest body accepted |
 //! | `tolerance_secs` | `300` | how far a signed timestamp may be from now |
+//! | `forwarded_header` | `x-forwarded-for` | which header the trusted proxies write: `x-forwarded-for` (with `X-Forwarded-Proto`) or `forwarded` |
+//! | `require_https` | `false` | refuse requests that did not come over TLS (see [`https`](crate::https)) |
+//! | `penalty_failures`, `penalty_window_secs` | off; 60 | box a client after this many failed verifications within the window (see [`penalty`](crate::penalty)) |
+//! | `allow_content_types` | any | media types accepted (a list, or one comma-separated string); others get 415 |
+//! | `max_buffered_bytes` | `67108864` (64 MiB) | memory budget for all bodies being read at once (see [`BodyBudget`]); over it, 503 |
 //! | `[[endpoints]]` | | `path`, `scheme` (`standard`, `stripe`, `github`, `slack`, `shopify`), `secrets` (a list), and optionally `events` (event-type patterns, see [`Subscription`]; unset: every event), `tolerance_secs` and `max_body_bytes` |
 //!
 //! Every endpoint gets its own stack, named by its path in metrics and logs (see
@@ -63,7 +68,11 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::{WebhookBuilder, WebhookLayer};
+use crate::body::BodyBudget;
+use crate::client_ip::ForwardedHeader;
+use crate::content_type::MediaTypes;
 use crate::events::Subscription;
+use crate::penalty::PenaltyBox;
 use crate::rate_limit::Quota;
 use crate::replay::{MemoryStore, ReplayLayer, ReplayStore};
 use crate::scheme::Scheme;
@@ -74,9 +83,9 @@ use crate::{ConfigError, Verifier};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
-    trusted_proxies: Cidrs,
+    trusted_proxies: Items,
     #[serde(default)]
-    allow_cidrs: Cidrs,
+    allow_cidrs: Items,
     rate_per_sec: Option<u32>,
     rate_burst: Option<u32>,
     #[serde(default)]
@@ -87,7 +96,27 @@ pub struct Config {
     max_body_bytes: Option<usize>,
     tolerance_secs: Option<u64>,
     #[serde(default)]
+    forwarded_header: HeaderKind,
+    #[serde(default)]
+    require_https: bool,
+    penalty_failures: Option<u32>,
+    penalty_window_secs: Option<u64>,
+    #[serde(default)]
+    allow_content_types: Items,
+    max_buffered_bytes: Option<usize>,
+    #[serde(default)]
     endpoints: Vec<EndpointConfig>,
+}
+
+/// The memory budget for bodies when the file sets none: 64 MiB.
+const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 * 1024 * 1024;
+
+/// What every endpoint shares beside the replay store.
+struct Guards {
+    header: ForwardedHeader,
+    penalty: Option<PenaltyBox>,
+    content_types: Option<MediaTypes>,
+    budget: BodyBudget,
 }
 
 /// One `[[endpoints]]` table.
@@ -119,6 +148,14 @@ enum StoreKind {
     Off,
 }
 
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum HeaderKind {
+    #[default]
+    XForwardedFor,
+    Forwarded,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum SchemeName {
@@ -141,24 +178,34 @@ impl SchemeName {
     }
 }
 
-/// A list of CIDRs: a TOML list of strings, or one comma-separated string.
+/// A list (of CIDRs, of media types): a TOML list of strings, or one comma-separated string.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(untagged)]
-enum Cidrs {
+enum Items {
     #[default]
     None,
     One(String),
     List(Vec<String>),
 }
 
-impl Cidrs {
-    fn parse(&self, field: &str) -> Result<Vec<IpNet>, LoadError> {
-        let joined = match self {
+impl Items {
+    fn joined(&self) -> String {
+        match self {
             Self::None => String::new(),
             Self::One(list) => list.clone(),
             Self::List(items) => items.join(","),
-        };
-        crate::parse_cidrs(&joined).map_err(|e| LoadError::new(field, e))
+        }
+    }
+
+    fn parse(&self, field: &str) -> Result<Vec<IpNet>, LoadError> {
+        crate::parse_cidrs(&self.joined()).map_err(|e| LoadError::new(field, e))
+    }
+
+    /// The items, trimmed, empty ones left out.
+    fn items(&self) -> Vec<String> {
+        let joined = self.joined();
+        let items = joined.split(',').map(str::trim).filter(|i| !i.is_empty());
+        items.map(str::to_owned).collect()
     }
 }
 
@@ -327,6 +374,7 @@ impl Config {
         let allow = self.allow_cidrs.parse("allow_cidrs")?;
         let rate = self.quota()?;
         let store = self.store()?;
+        let guards = self.guards()?;
         let mut built: Vec<(String, WebhookLayer)> = Vec::new();
         for (i, endpoint) in self.endpoints.iter().enumerate() {
             let at = |field: &str| format!("endpoints[{i}].{field}");
@@ -364,6 +412,9 @@ impl Config {
             let mut builder: WebhookBuilder = WebhookLayer::builder(verifier)
                 .endpoint(&endpoint.path)
                 .trusted_proxies(trusted.clone())
+                .forwarded_header(guards.header)
+                .require_https(self.require_https)
+                .body_budget(guards.budget.clone())
                 .max_body(max_body.unwrap_or(crate::BodyLimits::DEFAULT_MAX_BYTES));
             if !allow.is_empty() {
                 builder = builder.allow(allow.clone());
@@ -371,13 +422,23 @@ impl Config {
             if let Some(rate) = &rate {
                 builder = builder.rate_limit(rate.clone());
             }
+            if let Some(penalty) = &guards.penalty {
+                builder = builder.penalty(penalty.clone());
+            }
+            if let Some(types) = &guards.content_types {
+                builder = builder.content_types(types.clone());
+            }
             if let Some(events) = &endpoint.events {
                 let subscription =
                     Subscription::new(events).map_err(|e| LoadError::new(&at("events"), e))?;
                 builder = builder.subscribe(subscription);
             }
             if let Some(store) = &store {
-                let ttl = Duration::from_secs(self.replay_ttl_secs.unwrap_or(86_400));
+                // Unset, it follows the tolerance: a day, or twice the tolerance if longer.
+                let ttl = self
+                    .replay_ttl_secs
+                    .unwrap_or_else(|| tolerance.saturating_mul(2).max(86_400));
+                let ttl = Duration::from_secs(ttl);
                 builder = builder.replay(
                     ReplayLayer::builder(store.clone())
                         .namespace(&endpoint.path)
@@ -394,6 +455,46 @@ impl Config {
             built.push((endpoint.path.clone(), layer));
         }
         Ok(built)
+    }
+
+    /// The guards every endpoint shares: one penalty box (a forger is boxed on every path),
+    /// one memory budget for bodies.
+    fn guards(&self) -> Result<Guards, LoadError> {
+        let penalty = match self.penalty_failures {
+            None => None,
+            Some(failures) => {
+                let window = Duration::from_secs(self.penalty_window_secs.unwrap_or(60));
+                let penalty = PenaltyBox::new(failures, window)
+                    .map_err(|e| LoadError::new("penalty_failures", e))?;
+                Some(penalty)
+            }
+        };
+        let types = self.allow_content_types.items();
+        let content_types = if types.is_empty() {
+            None
+        } else {
+            let types =
+                MediaTypes::new(types).map_err(|e| LoadError::new("allow_content_types", e))?;
+            Some(types)
+        };
+        let max_buffered = self
+            .max_buffered_bytes
+            .unwrap_or(DEFAULT_MAX_BUFFERED_BYTES);
+        if max_buffered == 0 {
+            return Err(LoadError::new(
+                "max_buffered_bytes",
+                "the memory budget for bodies must not be zero",
+            ));
+        }
+        Ok(Guards {
+            header: match self.forwarded_header {
+                HeaderKind::XForwardedFor => ForwardedHeader::XForwardedFor,
+                HeaderKind::Forwarded => ForwardedHeader::Forwarded,
+            },
+            penalty,
+            content_types,
+            budget: BodyBudget::new(max_buffered),
+        })
     }
 
     /// One limiter for every endpoint: a client's quota counts across all of them.

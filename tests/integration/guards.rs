@@ -254,3 +254,199 @@ async fn hundreds_of_slow_bodies_stay_within_the_budget() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// The demo receiver's address.
+fn receiver_addr(receiver: &common::Example) -> SocketAddr {
+    receiver.addr.parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_receiver_has_every_guard() {
+    let receiver = common::Example::start(
+        "receiver",
+        &[
+            ("WEBHOOK_SECRET", SECRET),
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("FORWARDED_HEADER", "forwarded"),
+            ("REQUIRE_HTTPS", "1"),
+            ("PENALTY_FAILURES", "2"),
+            ("PENALTY_WINDOW_SECS", "30"),
+            (
+                "ALLOW_CONTENT_TYPES",
+                "application/json, application/cloudevents+json",
+            ),
+            ("MAX_BUFFERED_BYTES", "4096"),
+        ],
+    );
+    let addr = receiver_addr(&receiver);
+    let from = |client: &str, proto: &str, content_type: Option<&str>| {
+        let mut headers = HeaderMap::new();
+        let forwarded = format!("for={client};proto={proto}");
+        headers.insert("forwarded", forwarded.parse().unwrap());
+        if let Some(t) = content_type {
+            headers.insert("content-type", t.parse().unwrap());
+        }
+        headers
+    };
+    let json = Some("application/json; charset=utf-8");
+    let cases = [
+        (
+            from("203.0.113.1", "http", json),
+            100,
+            403,
+            "https_required",
+        ),
+        (
+            from("203.0.113.1", "https", Some("text/plain")),
+            100,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            from("203.0.113.1", "https", None),
+            100,
+            415,
+            "unsupported_media_type",
+        ),
+        (from("203.0.113.1", "https", json), 5000, 503, "overloaded"),
+    ];
+    for (headers, length, status, code) in cases {
+        let reply = before_the_body("127.0.0.1", addr, &headers, length).await;
+        assert_eq!(reply.status, status, "{code}");
+        assert_eq!(reply.text(), format!("{{\"error\":\"{code}\"}}"));
+    }
+    let body = br#"{"type":"ping"}"#;
+    for id in ["evt_f1", "evt_f2"] {
+        let mut forged = signed(id, b"{}");
+        forged.extend(from("198.51.100.7", "https", json));
+        assert_eq!(
+            post_to(addr, "/webhook", &forged, &body[..]).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let mut valid = signed("evt_boxed", body);
+    valid.extend(from("198.51.100.7", "https", json));
+    let reply = before_the_body("127.0.0.1", addr, &valid, body.len()).await;
+    assert_eq!(
+        (reply.status, reply.header("retry-after")),
+        (429, Some("30"))
+    );
+    // Another client's delivery is accepted and printed.
+    let mut good = signed("evt_good", body);
+    good.extend(from(
+        "203.0.113.1",
+        "https",
+        Some("application/cloudevents+json"),
+    ));
+    assert_eq!(
+        post_to(addr, "/webhook", &good, &body[..]).await.status,
+        StatusCode::OK
+    );
+    let printed = receiver.printed();
+    assert_eq!(printed.len(), 1, "{printed:?}");
+    assert!(
+        printed[0].starts_with("accepted id=evt_good "),
+        "{printed:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_demo_replay_ttl_follows_a_raised_tolerance() {
+    let receiver = common::Example::start(
+        "receiver",
+        &[("WEBHOOK_SECRET", SECRET), ("TOLERANCE_SECS", "100000")],
+    );
+    let body = br#"{"type":"ping"}"#;
+    let reply = post_to(
+        receiver_addr(&receiver),
+        "/webhook",
+        &signed("evt_1", body),
+        &body[..],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test]
+async fn the_demo_receiver_holds_slow_bodies_within_its_budget() {
+    const SENDERS: usize = 400;
+    const BODY: usize = 256 * 1024;
+    const BUDGET: usize = 4 * 1024 * 1024;
+    let receiver = common::Example::start(
+        "receiver",
+        &[
+            ("WEBHOOK_SECRET", SECRET),
+            ("MAX_BUFFERED_BYTES", &BUDGET.to_string()),
+            ("REPLAY_STORE", "off"),
+        ],
+    );
+    let addr = receiver_addr(&receiver);
+    let body = vec![b'x'; BODY];
+    // Warm up: a few deliveries, so the baseline holds the runtime's and allocator's pools.
+    for i in 0..8 {
+        let headers = signed(&format!("warm_{i}"), &body);
+        assert_eq!(
+            post_to(addr, "/webhook", &headers, body.clone())
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let before = rss(receiver.pid());
+
+    // Every sender sends its head; those the budget takes send all but the last byte and hold.
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|i| {
+            let headers = signed(&format!("evt_{i}"), &body);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let from = "127.0.0.1".parse().unwrap();
+                let mut stream = head_only(from, addr, &headers, BODY).await;
+                if let Some(reply) = answer(&mut stream, Duration::from_millis(500)).await {
+                    return Err(reply.status);
+                }
+                stream.write_all(&body[..BODY - 1]).await.unwrap();
+                Ok(stream)
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for sender in senders {
+        match sender.await.unwrap() {
+            Ok(stream) => held.push(stream),
+            Err(status) => assert_eq!(status, 503),
+        }
+    }
+    assert_eq!(held.len(), BUDGET / BODY);
+    // Let the receiver read what was sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = rss(receiver.pid());
+    // Without the budget the bodies alone would take 100 MiB.
+    let grown = during.saturating_sub(before);
+    assert!(grown < BUDGET + 16 * 1024 * 1024, "grew {grown} bytes");
+
+    // They hang up; the budget is whole again: as many new bodies fit as before.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again: Vec<_> = (0..BUDGET / BODY)
+        .map(|i| {
+            let headers = signed(&format!("again_{i}"), &body);
+            let body = body.clone();
+            tokio::spawn(async move { post_to(addr, "/webhook", &headers, body).await.status })
+        })
+        .collect();
+    for sender in again {
+        assert_eq!(sender.await.unwrap(), StatusCode::OK);
+    }
+}
