@@ -1,5 +1,5 @@
-//! Allocations per verified request, and memory per key of the replay store and the rate
-//! limiter at 1M keys, counted by a global allocator (not timed: counts are exact), and what
+//! Allocations per verified request, and memory per key of the replay store, the rate
+//! limiter and the penalty box at 1M keys, counted by a global allocator (not timed: counts are exact), and what
 //! the replay store still holds once those keys have expired. Two timed figures ride along:
 //! how long a memory store's calls wait while its tables grow, as the slowest call against the
 //! median call of the same run; and what its calls cost once keys expire as fast as they
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response};
 use tower::{service_fn, Layer, Service, ServiceExt};
+use tower_webhook::penalty::PenaltyBox;
 use tower_webhook::rate_limit::{Quota, RateLimitLayer};
 use tower_webhook::replay::{MemoryStore, ReplayStore, Token};
 use tower_webhook::scheme::{Scheme, Signer};
@@ -122,6 +123,28 @@ fn main() {
     println!(
         "rate limiter, {} live keys: {} MiB, {} bytes per key",
         layer.keys(),
+        bytes >> 20,
+        bytes / 1_000_000
+    );
+
+    penalty_box(&rt);
+}
+
+/// A penalty box of 5 failures a minute, bound 1M clients, after a failure from each of 1M
+/// addresses.
+fn penalty_box(rt: &tokio::runtime::Runtime) {
+    let _guard = rt.enter();
+    let live = LIVE.load(Ordering::Relaxed);
+    let penalty = PenaltyBox::new(5, Duration::from_secs(60))
+        .unwrap()
+        .max_clients(1_000_000);
+    for i in 0..1_000_000u32 {
+        penalty.fail(IpAddr::V4(Ipv4Addr::from(0x0c00_0000 + i)));
+    }
+    let bytes = LIVE.load(Ordering::Relaxed) - live;
+    println!(
+        "penalty box (5 failures), {} clients: {} MiB, {} bytes per client",
+        penalty.clients(),
         bytes >> 20,
         bytes / 1_000_000
     );

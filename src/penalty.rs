@@ -8,10 +8,10 @@
 //! boxed client's refused requests do not extend its box.
 //!
 //! Memory is bounded: at most [`max_clients`](PenaltyBox::max_clients) clients are tracked
-//! (100,000 by default). Each takes about 80 bytes plus 8 per failure remembered (about 120
-//! bytes at 5 failures). When the table is full, clients whose failures are all older than a
-//! window are forgotten first, then clients that are not boxed; a new client goes untracked
-//! only when every tracked one is boxed.
+//! (100,000 by default); each holds its address, its box's end and the times of its last
+//! `failures` failures (`BENCHMARKS.md` has the bytes per client). When the table is full,
+//! clients whose failures are all older than a window are forgotten first, then clients that
+//! are not boxed; a new client goes untracked only when every tracked one is boxed.
 //!
 //! In the [stack](crate::WebhookBuilder::penalty) it runs right after the client IP; alone,
 //! [`PenaltyLayer`] goes outside the verification layer, whose refusals it counts.
