@@ -9,7 +9,7 @@
 //!
 //! Memory is bounded: at most [`max_clients`](PenaltyBox::max_clients) clients are tracked
 //! (100,000 by default); each holds its address, its box's end and the times of its last
-//! `failures` failures (`BENCHMARKS.md` has the bytes per client). When the table is full,
+//! `failures` failures. When the table is full,
 //! clients whose failures are all older than a window are forgotten first, then clients that
 //! are not boxed; a new client goes untracked only when every tracked one is boxed.
 //!

@@ -6,14 +6,19 @@
 //! 1. client IP: the peer address, or behind [trusted proxies](WebhookBuilder::trusted_proxies)
 //!    the rightmost untrusted `X-Forwarded-For` / `Forwarded` hop ([`ClientIp`](crate::client_ip::ClientIp) in the
 //!    extensions);
-//! 2. [allowlist](WebhookBuilder::allow) (403);
-//! 3. [rate limit](WebhookBuilder::rate_limit) (429 + `Retry-After`);
-//! 4. body buffering within the [body limits](WebhookBuilder::max_body) (413, 408, 400);
-//! 5. signature verification (401, 400), with [`Verified`](crate::Verified) in the extensions;
-//! 6. [event subscription](WebhookBuilder::subscribe) (200 `ignored` for other types);
-//! 7. [replay window](WebhookBuilder::replay) (200 duplicate, 409, 503).
+//! 2. [HTTPS only](WebhookBuilder::require_https) (403);
+//! 3. [penalty box](WebhookBuilder::penalty) for clients that keep failing verification (429 +
+//!    `Retry-After`);
+//! 4. [allowlist](WebhookBuilder::allow) (403);
+//! 5. [rate limit](WebhookBuilder::rate_limit) (429 + `Retry-After`);
+//! 6. [content type](WebhookBuilder::content_types) (415);
+//! 7. body buffering within the [body limits](WebhookBuilder::max_body) (413, 408, 400) and the
+//!    [memory budget](WebhookBuilder::body_budget) (503 + `Retry-After`);
+//! 8. signature verification (401, 400), with [`Verified`](crate::Verified) in the extensions;
+//! 9. [event subscription](WebhookBuilder::subscribe) (200 `ignored` for other types);
+//! 10. [replay window](WebhookBuilder::replay) (200 duplicate, 409, 503).
 //!
-//! The first three never read the body, so forged or unwanted traffic costs no buffer and no
+//! The first six never read the body, so forged or unwanted traffic costs no buffer and no
 //! hash; only authenticated requests reach the replay store, so forgeries cannot fill it.
 //!
 //! The handler gets a `Request<`[`BufferedBody`](crate::BufferedBody)`>` holding the exact bytes. Every answer has
