@@ -19,6 +19,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tower_webhook::body::BodyBudget;
 use tower_webhook::content_type::MediaTypes;
 use tower_webhook::penalty::PenaltyBox;
+use tower_webhook::rate_limit::Quota;
 use tower_webhook::scheme::Scheme;
 use tower_webhook::{parse_cidrs, Verifier, WebhookLayer};
 
@@ -109,6 +110,13 @@ async fn every_guard_answers_before_the_body_is_sent() {
         .trusted_proxies(parse_cidrs("127.0.0.1/32").unwrap())
         .require_https(true)
         .penalty(penalty.clone())
+        .allow(parse_cidrs("203.0.113.0/24, 198.51.100.0/24").unwrap())
+        .rate_limit(
+            Quota::new(1, Duration::from_secs(3600))
+                .unwrap()
+                .burst(12)
+                .unwrap(),
+        )
         .content_types(MediaTypes::new(["application/json"]).unwrap())
         .body_budget(budget.clone())
         .build()
@@ -141,6 +149,20 @@ async fn every_guard_answers_before_the_body_is_sent() {
     let direct = headers("203.0.113.1", &https_json);
     let reply = before_the_body("127.0.0.2", addr, &direct, 100).await;
     expect(&reply, 403, r#"{"error":"https_required"}"#);
+
+    // Outside the allowlist.
+    let outsider = headers("192.0.2.1", &https_json);
+    let reply = before_the_body("127.0.0.1", addr, &outsider, 100).await;
+    expect(&reply, 403, r#"{"error":"forbidden"}"#);
+    // Over its rate: twelve requests at once, then 429 (the rate limit comes before the content
+    // type, so untyped requests count).
+    let eager = headers("203.0.113.50", &[("x-forwarded-proto", "https")]);
+    for _ in 0..12 {
+        let reply = before_the_body("127.0.0.1", addr, &eager, 100).await;
+        expect(&reply, 415, r#"{"error":"unsupported_media_type"}"#);
+    }
+    let reply = before_the_body("127.0.0.1", addr, &eager, 100).await;
+    expect(&reply, 429, r#"{"error":"rate_limited"}"#);
 
     // Another content type, or none.
     let text = headers(
