@@ -1,6 +1,8 @@
 //! Arbitrary requests through the whole stack (client IP, allowlist, rate limit, buffering,
-//! verification, replay): every answer is one of the documented statuses, never a panic, never
-//! a 500, and the handler only sees verified requests.
+//! verification, replay), as separate layers or as the one-call stack with every guard on
+//! (HTTPS only, penalty box, content type, memory budget): every answer is one of the
+//! documented statuses, never a panic, never a 500, and the handler only sees verified
+//! requests.
 #![no_main]
 
 use std::convert::Infallible;
@@ -13,20 +15,46 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::Full;
 use libfuzzer_sys::fuzz_target;
 use tower::util::BoxCloneSyncService;
+use tower::Layer;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_webhook::allowlist::{AllowlistLayer, IpAllowlist};
-use tower_webhook::body::BufferBodyLayer;
+use tower_webhook::body::{BodyBudget, BufferBodyLayer};
 use tower_webhook::client_ip::ResolveClientIpLayer;
+use tower_webhook::content_type::MediaTypes;
+use tower_webhook::penalty::PenaltyBox;
 use tower_webhook::rate_limit::{Quota, RateLimitLayer};
 use tower_webhook::replay::{MemoryStore, ReplayLayer};
 use tower_webhook::scheme::Scheme;
 use tower_webhook::verify::VerifyLayer;
-use tower_webhook::{BufferedBody, Verified, Verifier};
+use tower_webhook::{BufferedBody, Verified, Verifier, WebhookLayer};
 
 type Svc = BoxCloneSyncService<Request<Full<Bytes>>, u16, Infallible>;
 
-fn stack() -> &'static (tokio::runtime::Runtime, Svc) {
-    static STACK: OnceLock<(tokio::runtime::Runtime, Svc)> = OnceLock::new();
+/// The handler: only verified requests reach it.
+async fn handler(req: Request<BufferedBody>) -> Result<Response<Full<Bytes>>, Infallible> {
+    assert!(req.extensions().get::<Verified>().is_some());
+    Ok(Response::new(Full::new(Bytes::new())))
+}
+
+/// The one-call stack with every guard on.
+fn guarded(verifier: Verifier) -> Svc {
+    let layer = WebhookLayer::builder(verifier)
+        .trusted_proxies(tower_webhook::parse_cidrs("10.0.0.0/8").unwrap())
+        .require_https(true)
+        .penalty(PenaltyBox::new(3, Duration::from_secs(60)).unwrap())
+        .content_types(MediaTypes::new(["application/json"]).unwrap())
+        .body_budget(BodyBudget::new(16 * 1024))
+        .max_body(4096)
+        .replay(MemoryStore::new(10_000))
+        .build()
+        .unwrap();
+    let svc = layer.layer(service_fn(handler));
+    let svc = ServiceExt::<Request<Full<Bytes>>>::map_response(svc, |res| res.status().as_u16());
+    BoxCloneSyncService::new(svc)
+}
+
+fn stack() -> &'static (tokio::runtime::Runtime, Svc, Svc) {
+    static STACK: OnceLock<(tokio::runtime::Runtime, Svc, Svc)> = OnceLock::new();
     STACK.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -52,19 +80,17 @@ fn stack() -> &'static (tokio::runtime::Runtime, Svc) {
                 Quota::new(1_000_000, Duration::from_secs(1)).unwrap(),
             ))
             .layer(BufferBodyLayer::new().max_bytes(4096))
-            .layer(VerifyLayer::new(verifier))
+            .layer(VerifyLayer::new(verifier.clone()))
             .layer(replay)
-            .service(service_fn(|req: Request<BufferedBody>| async move {
-                assert!(req.extensions().get::<Verified>().is_some());
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
-            }));
+            .service(service_fn(handler));
         let svc =
             ServiceExt::<Request<Full<Bytes>>>::map_response(svc, |res| res.status().as_u16());
-        (runtime, BoxCloneSyncService::new(svc))
+        let guarded = guarded(verifier);
+        (runtime, BoxCloneSyncService::new(svc), guarded)
     })
 }
 
-const NAMES: [&str; 9] = [
+const NAMES: [&str; 10] = [
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
@@ -74,6 +100,7 @@ const NAMES: [&str; 9] = [
     "content-length",
     "forwarded",
     "content-type",
+    "x-forwarded-proto",
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -101,10 +128,18 @@ fuzz_target!(|data: &[u8]| {
         [192, 0, 2, 1]
     };
     req.extensions_mut().insert(SocketAddr::from((peer, 4000)));
-    let (runtime, svc) = stack();
+    let (runtime, layers, guarded) = stack();
+    let svc = if head.first().is_some_and(|b| b & 2 == 2) {
+        guarded
+    } else {
+        layers
+    };
     let status = runtime.block_on(svc.clone().oneshot(req)).unwrap();
     assert!(
-        matches!(status, 200 | 400 | 401 | 403 | 408 | 409 | 413 | 429 | 503),
+        matches!(
+            status,
+            200 | 400 | 401 | 403 | 408 | 409 | 413 | 415 | 429 | 503
+        ),
         "unexpected status {status}"
     );
 });

@@ -80,44 +80,33 @@ pub async fn post(
     headers: &HeaderMap,
     body: impl Into<Bytes>,
 ) -> Reply {
-    tokio::time::timeout(STEP, async {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let mut req = Request::post(path)
-            .header("host", addr.to_string())
-            .body(Full::new(body.into()))
-            .unwrap();
-        for (k, v) in headers {
-            req.headers_mut().append(k, v.clone());
-        }
-        let res = sender.send_request(req).await.unwrap();
-        let (parts, body) = res.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        }
-    })
-    .await
-    .expect("request timed out")
+    let mut req = Request::post(path)
+        .header("host", addr.to_string())
+        .body(Full::new(body.into()))
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().append(k, v.clone());
+    }
+    send(addr, req).await
 }
 
 /// GETs `http://addr/path` over a fresh HTTP/1.1 connection.
 pub async fn get(addr: SocketAddr, path: &str) -> Reply {
+    let req = Request::get(path)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send(addr, req).await
+}
+
+/// Sends `req` to `addr` over a fresh HTTP/1.1 connection, within [`STEP`].
+async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
     tokio::time::timeout(STEP, async {
         let stream = TcpStream::connect(addr).await.unwrap();
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .unwrap();
         tokio::spawn(conn);
-        let req = Request::get(path)
-            .header("host", addr.to_string())
-            .body(http_body_util::Empty::<Bytes>::new())
-            .unwrap();
         let res = sender.send_request(req).await.unwrap();
         let (parts, body) = res.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
