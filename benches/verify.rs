@@ -5,6 +5,9 @@
 //! `cargo bench --bench verify` (HTML reports in `target/criterion/`). Compare a scheme's time
 //! with `raw_hmac` of the same size: the ratio is what this crate adds.
 //!
+//! `ed25519/{1024,65536}`: Standard Webhooks' asymmetric `v1a` (Ed25519) against its HMAC
+//! `v1`, same bodies, same run.
+//!
 //! Both verifiers read the system clock, as they do in production: requests are signed at the
 //! current time. `manual_clock/standard_webhooks` is the same verification with a clock that
 //! costs nothing, so the system clock's share of a verification is the difference.
@@ -184,5 +187,36 @@ fn event_type(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, verify, event_type);
+/// Standard Webhooks verified with an Ed25519 public key (`v1a`) against the same with an HMAC
+/// secret (`v1`).
+fn ed25519(c: &mut Criterion) {
+    let seed = "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=";
+    let public = "whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=";
+    for size in [1024, 64 * 1024] {
+        let body = body(size);
+        let mut group = c.benchmark_group(format!("ed25519/{size}"));
+        group.throughput(Throughput::Bytes(size as u64));
+        for (name, signing, verifying) in
+            [("hmac_v1", SECRET, SECRET), ("ed25519_v1a", seed, public)]
+        {
+            let headers = Signer::new(&Scheme::standard_webhooks(), signing)
+                .unwrap()
+                .sign("msg_2Lh9KRb0pIq2ZvQ1T9bPWOtBWjk", now(), &body)
+                .unwrap();
+            let verifier = Verifier::builder(Scheme::standard_webhooks())
+                .secret(verifying)
+                .tolerance(TOLERANCE)
+                .build()
+                .unwrap();
+            assert!(verifier.verify(&headers, &body).is_ok());
+            group.bench_with_input(BenchmarkId::new("verify", name), &body, |b, body| {
+                b.iter(|| black_box(verifier.verify(black_box(&headers), black_box(body))));
+            });
+            assert!(verifier.verify(&headers, &body).is_ok());
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, verify, event_type, ed25519);
 criterion_main!(benches);

@@ -12,7 +12,7 @@
 //! | `WEBHOOK_CONFIG` | unset | a TOML file: shared settings and `[[endpoints]]`; unset: one endpoint, `/webhook` |
 //! | `BIND_ADDR` | `127.0.0.1:3000` | address to listen on (port 0 picks a free port) |
 //! | `WEBHOOK_SCHEME` | `standard` | `standard`, `stripe`, `github`, `slack` or `shopify` (without a file) |
-//! | `WEBHOOK_SECRET` | a development secret, printed at start | one secret, or several separated by commas (without a file) |
+//! | `WEBHOOK_SECRET` | a development secret, printed at start | one secret, or several separated by commas (without a file); for `standard`, `whpk_` Ed25519 public keys too |
 //! | `MAX_BODY_BYTES` | `1048576` | largest body accepted (413 above) |
 //! | `TOLERANCE_SECS` | `300` | how far the signed timestamp may be from now |
 //! | `REPLAY_STORE` | `memory` | `memory`, `redis` or `off`: where handled event ids are kept |

@@ -5,7 +5,7 @@
 //!
 //! | constructor | headers | signed bytes | signature |
 //! |---|---|---|---|
-//! | [`Scheme::standard_webhooks`] | `webhook-id`, `webhook-timestamp`, `webhook-signature` (or `svix-*`) | `{id}.{timestamp}.{body}` | space-separated `v1,<base64>` |
+//! | [`Scheme::standard_webhooks`] | `webhook-id`, `webhook-timestamp`, `webhook-signature` (or `svix-*`) | `{id}.{timestamp}.{body}` | space-separated `v1,<base64>` (HMAC) and `v1a,<base64>` (Ed25519) |
 //! | [`Scheme::stripe`] | `Stripe-Signature: t=<ts>,v1=<hex>[,v1=<hex>...]` | `{t}.{body}` | hex, every `v1` tried |
 //! | [`Scheme::github`] | `X-Hub-Signature-256: sha256=<hex>`, id `X-GitHub-Delivery` | the body | hex |
 //! | [`Scheme::slack`] | `X-Slack-Signature: v0=<hex>`, `X-Slack-Request-Timestamp` | `v0:{ts}:{body}` | hex |
@@ -15,8 +15,15 @@
 //! Secrets are read as each sender documents them: Standard Webhooks secrets are `whsec_`
 //! followed by base64 (the prefix is optional), and are decoded; Stripe, GitHub, Slack and
 //! Shopify secrets are used as the raw bytes of the string (a Stripe `whsec_...` secret is *not*
-//! decoded). A signature of a version the scheme does not know (`v1a`, `v0` for Stripe,
-//! `sha1`) is ignored, never accepted.
+//! decoded). A signature of a version the scheme does not know (`v0` for Stripe, `sha1`) is
+//! ignored, never accepted.
+//!
+//! Standard Webhooks also signs asymmetrically: `v1a` is Ed25519 over the same bytes. A
+//! verifier given a public key, `whpk_<base64 of 32 bytes>`, checks `v1a` entries (strictly:
+//! non-canonical signatures and small-order keys are refused); one given `whsec_` secrets
+//! checks `v1` entries; one given both accepts any one valid entry of either kind, HMAC secrets
+//! tried first. An entry of a kind the verifier has no key for is skipped like an unknown
+//! version. [`Signer`] takes the seed, `whsk_<base64 of 32 bytes>`, and signs `v1a`.
 //!
 //! GitHub and Shopify sign no timestamp and their id headers are not covered by the signature:
 //! [`Verified::id_is_signed`](crate::Verified::id_is_signed) says so.
@@ -47,6 +54,7 @@
 //! ```
 
 mod custom;
+pub(crate) mod ed25519;
 mod event_type;
 mod parse;
 mod senders;
@@ -61,9 +69,10 @@ use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 
 pub use custom::{CustomBuilder, SecretEncoding, SignedContent, TimestampUnit};
+pub(crate) use ed25519::AsymmetricKey;
 pub(crate) use event_type::{field as body_field, TypeSource};
 pub use parse::Encoding;
-pub(crate) use parse::{push_hex, Decoded, Tag, Tags};
+pub(crate) use parse::{push_hex, Decoded, Kinds, Tag, Tags};
 pub use signer::{SignError, Signer};
 
 use crate::Rejection;
@@ -207,6 +216,18 @@ impl Scheme {
         }
     }
 
+    /// The Ed25519 key a Standard Webhooks secret names (`whpk_` to verify, `whsk_` to sign);
+    /// `None` for an HMAC secret, and for every other scheme.
+    pub(crate) fn asymmetric_key(
+        &self,
+        secret: &str,
+    ) -> Option<Result<AsymmetricKey, &'static str>> {
+        match self.kind {
+            Kind::StandardWebhooks => ed25519::decode(secret),
+            _ => None,
+        }
+    }
+
     /// The key bytes of a secret written as this scheme's sender writes it.
     pub(crate) fn decode_secret(&self, secret: &str) -> Result<Vec<u8>, &'static str> {
         match &self.kind {
@@ -294,6 +315,11 @@ pub(crate) struct Prefix<'a> {
 }
 
 impl<'a> Prefix<'a> {
+    /// The pieces, in order.
+    pub(crate) fn parts(&self) -> &[&'a [u8]] {
+        &self.parts[..self.len]
+    }
+
     pub(crate) fn new(pieces: &[&'a [u8]]) -> Self {
         let mut parts: [&[u8]; 4] = [&[]; 4];
         parts[..pieces.len()].copy_from_slice(pieces);

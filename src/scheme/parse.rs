@@ -13,6 +13,12 @@ pub(crate) const TAG_LEN: usize = 32;
 /// An HMAC-SHA256 tag.
 pub(crate) type Tag = [u8; TAG_LEN];
 
+/// Length of an Ed25519 signature (Standard Webhooks `v1a`).
+pub(crate) const SIGNATURE_LEN: usize = 64;
+
+/// An Ed25519 signature.
+pub(crate) type Signature = [u8; SIGNATURE_LEN];
+
 /// Most signatures one request may carry; more is a malformed header (and bounds the work a
 /// forged request can cause: `secrets x signatures` comparisons).
 pub(crate) const MAX_TAGS: usize = 8;
@@ -24,26 +30,106 @@ pub(crate) const MAX_ID_LEN: usize = 256;
 /// while the header is parsed, decoded only by [`decode`](Self::decode). The verifier decodes
 /// them after the first MAC in program order, so that the processor decodes while the hash's
 /// last rounds, a chain of dependent instructions, are still in flight.
+///
+/// They hold a scheme's HMAC tags and, for Standard Webhooks, its Ed25519 (`v1a`) signatures,
+/// of the kinds the verifier has keys for: an entry of another kind is skipped like an unknown
+/// version.
 #[derive(Debug)]
 pub(crate) struct Tags<'h> {
     texts: [&'h [u8]; MAX_TAGS],
     len: usize,
     encoding: Encoding,
+    /// The `v1a` signatures' base64 texts.
+    signatures: [&'h [u8]; MAX_TAGS],
+    signatures_len: usize,
     /// The header the tags came from, for the rejection of an undecodable one.
     header: Option<&'h HeaderName>,
+    kinds: Kinds,
+}
+
+/// The kinds of signature a verifier has keys for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kinds {
+    pub(crate) hmac: bool,
+    pub(crate) ed25519: bool,
+}
+
+#[cfg(test)]
+impl Kinds {
+    pub(crate) const HMAC: Self = Self {
+        hmac: true,
+        ed25519: false,
+    };
 }
 
 /// Decoded candidate tags: the buffer [`Tags::decode`] writes into, owned by the caller.
 pub(crate) type Decoded = [Tag; MAX_TAGS];
 
 impl<'h> Tags<'h> {
+    /// Tags of a verifier with HMAC keys only.
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
+        Self::of(Kinds::HMAC)
+    }
+
+    /// Tags of a verifier with keys of `kinds`.
+    pub(crate) fn of(kinds: Kinds) -> Self {
         Self {
             texts: [&[]; MAX_TAGS],
             len: 0,
             encoding: Encoding::Hex,
+            signatures: [&[]; MAX_TAGS],
+            signatures_len: 0,
             header: None,
+            kinds,
         }
+    }
+
+    /// Whether the verifier checks HMAC tags, and Ed25519 signatures.
+    pub(crate) fn kinds(&self) -> Kinds {
+        self.kinds
+    }
+
+    /// Takes `text` as one more candidate Ed25519 signature (base64) of `header`: too many
+    /// signatures, or a text that is not 64 bytes in canonical base64, is a malformed header.
+    pub(crate) fn push_signature(
+        &mut self,
+        text: &'h str,
+        header: &'h HeaderName,
+    ) -> Result<(), Rejection> {
+        if self.len + self.signatures_len >= MAX_TAGS {
+            return Err(Rejection::malformed(header, "too many signatures"));
+        }
+        if text.len() != 4 * SIGNATURE_LEN.div_ceil(3) {
+            return Err(Rejection::malformed(header, NOT_A_SIGNATURE));
+        }
+        self.signatures[self.signatures_len] = text.as_bytes();
+        self.signatures_len += 1;
+        self.header = Some(header);
+        Ok(())
+    }
+
+    /// Decodes every candidate signature, in order (no allocation when there is none); a
+    /// text that is not canonical base64 is a malformed header.
+    pub(crate) fn decode_signatures(&self) -> Result<Vec<Signature>, Rejection> {
+        let texts = &self.signatures[..self.signatures_len];
+        let (Some(header), false) = (self.header, texts.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        texts
+            .iter()
+            .map(|text| {
+                let mut buf = [0u8; SIGNATURE_LEN + 1];
+                match STANDARD.decode_slice(text, &mut buf) {
+                    Ok(SIGNATURE_LEN) => {
+                        let mut signature = [0u8; SIGNATURE_LEN];
+                        signature.copy_from_slice(&buf[..SIGNATURE_LEN]);
+                        Ok(signature)
+                    }
+                    _ => Err(Rejection::malformed(header, NOT_A_SIGNATURE)),
+                }
+            })
+            .collect()
     }
 
     /// Takes `text` as one more candidate tag of `header`, in `encoding` (one scheme writes
@@ -59,6 +145,7 @@ impl<'h> Tags<'h> {
         let slot = self
             .texts
             .get_mut(self.len)
+            .filter(|_| self.len + self.signatures_len < MAX_TAGS)
             .ok_or_else(|| Rejection::malformed(header, "too many signatures"))?;
         if text.len() != encoding.text_len() {
             return Err(Rejection::malformed(header, NOT_A_TAG));
@@ -92,12 +179,15 @@ impl<'h> Tags<'h> {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len == 0 && self.signatures_len == 0
     }
 }
 
 /// Why a candidate tag is refused: wrong length, bad digit, non-canonical base64.
 const NOT_A_TAG: &str = "signature is not a full-length HMAC-SHA256 tag";
+
+/// Why a candidate `v1a` signature is refused.
+const NOT_A_SIGNATURE: &str = "signature is not a 64-byte Ed25519 signature";
 
 /// A header value read as text: the name it was found under, and the value.
 #[derive(Debug, Clone, Copy)]

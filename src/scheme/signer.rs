@@ -5,7 +5,7 @@ use std::fmt;
 use hmac::Mac;
 use http::HeaderMap;
 
-use super::{Key, Scheme};
+use super::{AsymmetricKey, Key, Scheme};
 use crate::ConfigError;
 
 /// Signs deliveries the way a scheme's sender does: for tests, and for in-house senders.
@@ -26,10 +26,19 @@ use crate::ConfigError;
 /// assert!(verifier.verify(&headers, b"Hello, World!").is_ok());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A Standard Webhooks signer also takes an Ed25519 seed, `whsk_<base64 of 32 bytes>`, and then
+/// signs `v1a`, which a verifier holding the matching `whpk_` public key accepts.
 #[derive(Clone)]
 pub struct Signer {
     scheme: Scheme,
-    key: Key,
+    key: SigningKey,
+}
+
+#[derive(Clone)]
+enum SigningKey {
+    Hmac(Key),
+    Ed25519(ed25519_dalek::SigningKey),
 }
 
 impl Signer {
@@ -40,9 +49,23 @@ impl Signer {
     ///
     /// The secret is empty or cannot be decoded.
     pub fn new(scheme: &Scheme, secret: &str) -> Result<Self, ConfigError> {
-        let key = scheme
-            .decode_secret(secret)
-            .map_err(|reason| ConfigError::InvalidSecret { index: 0, reason })?;
+        let invalid = |reason| ConfigError::InvalidSecret { index: 0, reason };
+        match scheme.asymmetric_key(secret) {
+            Some(Ok(AsymmetricKey::Signing(key))) => {
+                return Ok(Self {
+                    scheme: scheme.clone(),
+                    key: SigningKey::Ed25519(key),
+                })
+            }
+            Some(Ok(AsymmetricKey::Public(_))) => {
+                return Err(invalid(
+                    "a public key (whpk_) verifies: sign with the whsk_ seed",
+                ))
+            }
+            Some(Err(reason)) => return Err(invalid(reason)),
+            None => {}
+        }
+        let key = scheme.decode_secret(secret).map_err(invalid)?;
         Self::from_bytes(scheme, &key)
     }
 
@@ -64,7 +87,7 @@ impl Signer {
         })?;
         Ok(Self {
             scheme: scheme.clone(),
-            key,
+            key: SigningKey::Hmac(key),
         })
     }
 
@@ -75,7 +98,12 @@ impl Signer {
     ///
     /// `id` is empty, longer than 256 bytes, or not printable ASCII.
     pub fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> Result<HeaderMap, SignError> {
-        self.scheme.sign(&self.key, id, timestamp, body)
+        match &self.key {
+            SigningKey::Hmac(key) => self.scheme.sign(key, id, timestamp, body),
+            SigningKey::Ed25519(key) => {
+                super::senders::sign_standard_webhooks_ed25519(key, id, timestamp, body)
+            }
+        }
     }
 }
 

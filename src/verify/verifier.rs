@@ -3,12 +3,13 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use ed25519_dalek::VerifyingKey;
 use hmac::Mac;
 use http::HeaderMap;
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::clock::{self, Clock, SharedClock};
-use crate::scheme::{Decoded, Key, Scheme, Tag, Tags};
+use crate::scheme::{ed25519, AsymmetricKey, Decoded, Key, Kinds, Scheme, Tag, Tags};
 use crate::{BodyLimits, ConfigError, Rejection, Verified};
 
 /// Verifies requests of one scheme against one or more secrets. Cheap to clone (shared).
@@ -22,8 +23,10 @@ pub struct Verifier {
 
 struct Inner {
     scheme: Scheme,
-    /// One pre-keyed MAC per secret, cloned per request.
-    keys: Box<[Key]>,
+    /// One pre-keyed MAC per HMAC secret, cloned per request, with its index among all keys.
+    hmac: Box<[(usize, Key)]>,
+    /// The Ed25519 public keys, with their indices among all keys.
+    ed25519: Box<[(usize, VerifyingKey)]>,
     tolerance_secs: u64,
     clock: SharedClock,
     limits: BodyLimits,
@@ -37,7 +40,8 @@ impl Verifier {
     pub fn builder(scheme: Scheme) -> VerifierBuilder {
         VerifierBuilder {
             scheme,
-            keys: Vec::new(),
+            hmac: Vec::new(),
+            ed25519: Vec::new(),
             error: None,
             count: 0,
             tolerance: Self::DEFAULT_TOLERANCE,
@@ -54,43 +58,64 @@ impl Verifier {
     /// tolerance, no signature of a supported version, or no signature matching any secret.
     pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Verified, Rejection> {
         let inner = &*self.inner;
-        let mut tags = Tags::new();
+        let mut tags = Tags::of(Kinds {
+            hmac: !inner.hmac.is_empty(),
+            ed25519: !inner.ed25519.is_empty(),
+        });
         let signed = inner.scheme.parse(headers, &mut tags)?;
         // The first key's MAC comes before the candidates are decoded and the clock is read,
         // though neither needs it: the hash ends in a long chain of dependent instructions,
         // and the processor runs the independent work after it while that chain completes.
         // Rejections keep their order (a malformed header, then a stale timestamp, then a
         // mismatch); a request refused for either of the first two has cost one MAC.
-        // `build` refuses a verifier without keys.
-        let mut tag = signed.prefix.tag(&inner.keys[0], body);
+        let first = inner
+            .hmac
+            .first()
+            .map(|(_, key)| signed.prefix.tag(key, body));
         let mut decoded = Decoded::default();
         let candidates = tags.decode(&mut decoded)?;
+        let signatures = tags.decode_signatures()?;
         if let Some(timestamp) = signed.timestamp {
             let now = inner.clock.now_unix_secs();
             if now.abs_diff(timestamp) > inner.tolerance_secs {
                 return Err(Rejection::TimestampOutOfTolerance { timestamp, now });
             }
         }
-        for (key_index, key) in inner.keys.iter().enumerate() {
-            if key_index > 0 {
-                tag = signed.prefix.tag(key, body);
+        let verified = |key_index, tag| {
+            let type_header = inner.scheme.type_source().header();
+            Verified {
+                scheme: inner.scheme.clone(),
+                id: signed.id.cloned(),
+                id_signed: signed.id_signed,
+                timestamp: signed.timestamp,
+                key_index,
+                tag,
+                type_header: type_header.and_then(|name| headers.get(name)).cloned(),
+                body: None,
+                event_type: OnceLock::new(),
             }
+        };
+        for (position, (key_index, key)) in inner.hmac.iter().enumerate() {
+            let tag = match (position, first) {
+                (0, Some(tag)) => tag,
+                _ => signed.prefix.tag(key, body),
+            };
             let matched = candidates.iter().fold(Choice::from(0), |acc, candidate| {
                 acc | tags_equal(&tag, candidate)
             });
             if bool::from(matched) {
-                let type_header = inner.scheme.type_source().header();
-                return Ok(Verified {
-                    scheme: inner.scheme.clone(),
-                    id: signed.id.cloned(),
-                    id_signed: signed.id_signed,
-                    timestamp: signed.timestamp,
-                    key_index,
-                    tag,
-                    type_header: type_header.and_then(|name| headers.get(name)).cloned(),
-                    body: None,
-                    event_type: OnceLock::new(),
-                });
+                return Ok(verified(*key_index, tag));
+            }
+        }
+        if !signatures.is_empty() {
+            let message = ed25519::message(&signed.prefix, body);
+            for (key_index, key) in inner.ed25519.iter() {
+                if let Some(signature) = signatures
+                    .iter()
+                    .find(|s| ed25519::verifies(key, &message, s))
+                {
+                    return Ok(verified(*key_index, ed25519::digest(signature)));
+                }
             }
         }
         Err(Rejection::SignatureMismatch)
@@ -117,7 +142,7 @@ impl Verifier {
     /// How many secrets it holds; [`Verified::key_index`](crate::Verified::key_index) is below.
     #[must_use]
     pub fn key_count(&self) -> usize {
-        self.inner.keys.len()
+        self.inner.hmac.len() + self.inner.ed25519.len()
     }
 
     pub(crate) fn claimed_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
@@ -129,7 +154,7 @@ impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
             .field("scheme", &self.inner.scheme.kind())
-            .field("secrets", &format_args!("[..; {}]", self.inner.keys.len()))
+            .field("secrets", &format_args!("[..; {}]", self.key_count()))
             .field("tolerance_secs", &self.inner.tolerance_secs)
             .field("clock", &self.inner.clock)
             .field("limits", &self.inner.limits)
@@ -142,7 +167,8 @@ impl fmt::Debug for Verifier {
 #[must_use]
 pub struct VerifierBuilder {
     scheme: Scheme,
-    keys: Vec<Key>,
+    hmac: Vec<(usize, Key)>,
+    ed25519: Vec<(usize, VerifyingKey)>,
     error: Option<ConfigError>,
     count: usize,
     tolerance: Duration,
@@ -153,9 +179,27 @@ pub struct VerifierBuilder {
 impl VerifierBuilder {
     /// Adds a secret written as the scheme's sender writes it (for example `whsec_...` for
     /// Standard Webhooks). Several secrets may be active at once; the first that matches wins.
+    ///
+    /// For Standard Webhooks it may also be an Ed25519 public key, `whpk_<base64 of 32
+    /// bytes>`: it verifies `v1a` signatures, beside the `v1` of the `whsec_` secrets (which
+    /// are tried first). A small-order key is refused, since it would accept almost any
+    /// signature. [`Verified::key_index`] counts every secret and key in the order given.
     pub fn secret(mut self, secret: impl AsRef<str>) -> Self {
-        let decoded = self.scheme.decode_secret(secret.as_ref());
-        self.add(decoded);
+        let secret = secret.as_ref();
+        match self.scheme.asymmetric_key(secret) {
+            Some(Ok(AsymmetricKey::Public(key))) => {
+                self.ed25519.push((self.count, key));
+                self.count += 1;
+            }
+            Some(Ok(AsymmetricKey::Signing(_))) => self.add(Err(
+                "a signing seed (whsk_) signs: the verifier takes its whpk_ public key",
+            )),
+            Some(Err(reason)) => self.add(Err(reason)),
+            None => {
+                let decoded = self.scheme.decode_secret(secret);
+                self.add(decoded);
+            }
+        }
         self
     }
 
@@ -184,7 +228,7 @@ impl VerifierBuilder {
         self.count += 1;
         let key = key.and_then(|k| Key::new_from_slice(&k).map_err(|_| "not a valid HMAC key"));
         match key {
-            Ok(key) => self.keys.push(key),
+            Ok(key) => self.hmac.push((index, key)),
             Err(reason) => {
                 self.error
                     .get_or_insert(ConfigError::InvalidSecret { index, reason });
@@ -222,13 +266,14 @@ impl VerifierBuilder {
         if let Some(error) = self.error {
             return Err(error);
         }
-        if self.keys.is_empty() {
+        if self.hmac.is_empty() && self.ed25519.is_empty() {
             return Err(ConfigError::NoSecret);
         }
         Ok(Verifier {
             inner: Arc::new(Inner {
                 scheme: self.scheme,
-                keys: self.keys.into_boxed_slice(),
+                hmac: self.hmac.into_boxed_slice(),
+                ed25519: self.ed25519.into_boxed_slice(),
                 tolerance_secs: self.tolerance.as_secs(),
                 clock: self.clock,
                 limits: self.limits,

@@ -115,6 +115,26 @@ fn defaults_rotation_and_limits() {
     assert_eq!(receiver.printed().len(), 2);
     drop(receiver);
 
+    // Standard Webhooks with Ed25519: the receiver holds the public key beside an HMAC
+    // secret, the sender signs with the seed (the reference library's test key).
+    let receiver = Receiver::start(&[(
+        "WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw,whpk_ZlN4eg7dSSqi0moX9hQUk3orrOouK3QVQSlJa248c/g=",
+    )]);
+    let seed = [(
+        "WEBHOOK_SECRET",
+        "whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=",
+    )];
+    let (code, out) = send(&receiver.url, &seed, &["--id", "evt_ed25519"], b"{}");
+    assert_eq!((code, out.as_str()), (0, "200 {\"status\":\"accepted\"}\n"));
+    let (code, out) = send(&receiver.url, &seed, &["--tamper"], b"{}");
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        receiver.printed(),
+        ["accepted id=evt_ed25519 bytes=2 type=- path=/webhook"]
+    );
+    drop(receiver);
+
     // MAX_BODY_BYTES is enforced.
     let receiver = Receiver::start(&[("MAX_BODY_BYTES", "8")]);
     let (code, out) = send(&receiver.url, &[], &[], b"0123456789");

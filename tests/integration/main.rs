@@ -7,6 +7,7 @@ mod common;
 
 mod axum_router;
 mod demo;
+mod ed25519;
 mod event_types;
 mod events;
 mod guards;

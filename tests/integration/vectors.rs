@@ -1,4 +1,5 @@
-//! Published vectors: real senders' signatures (`tests/data/senders.json`), and the copies of
+//! Published vectors: real senders' signatures (`tests/data/senders.json`), the Standard
+//! Webhooks reference library's Ed25519 cases (`tests/data/standard_webhooks_v1a.json`), and the copies of
 //! the team's `shared/vectors/` checked to stay in sync with it. Project Wycheproof's
 //! HMAC-SHA256 cases run through every sender's header encoding over TCP in
 //! `tests/adversarial/signatures.rs`.
@@ -8,7 +9,7 @@ use std::path::Path;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tower_webhook::clock::ManualClock;
-use tower_webhook::scheme::Scheme;
+use tower_webhook::scheme::{Scheme, Signer};
 use tower_webhook::{Rejection, Verifier};
 
 fn data(name: &str) -> Value {
@@ -36,7 +37,11 @@ fn data_files_match_the_shared_vectors() {
         eprintln!("no ../shared/vectors beside the checkout; sync not checked");
         return;
     }
-    for name in ["senders.json", "wycheproof_hmac_sha256_test.json"] {
+    for name in [
+        "senders.json",
+        "wycheproof_hmac_sha256_test.json",
+        "standard_webhooks_v1a.json",
+    ] {
         let ours = std::fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/data")
@@ -93,5 +98,75 @@ fn every_sender_vector() {
         } else {
             assert_eq!(result.unwrap_err(), Rejection::SignatureMismatch, "{name}");
         }
+    }
+}
+
+/// The headers of a vector case.
+fn headers_of(case: &Value) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (k, v) in case["headers"].as_object().unwrap() {
+        headers.append(
+            HeaderName::try_from(k.as_str()).unwrap(),
+            HeaderValue::from_str(v.as_str().unwrap()).unwrap(),
+        );
+    }
+    headers
+}
+
+#[test]
+fn standard_webhooks_ed25519_vectors() {
+    let vectors = data("standard_webhooks_v1a.json");
+    let cases = vectors["cases"].as_array().unwrap();
+    assert!(cases.len() >= 3);
+    for case in cases {
+        let headers = headers_of(case);
+        let body = case["body"].as_str().unwrap().as_bytes();
+        let public = case["public"].as_str().unwrap();
+        let verifier = |secrets: &[&str]| {
+            Verifier::builder(Scheme::standard_webhooks())
+                .secrets(secrets)
+                .clock(ManualClock::new(case["now"].as_u64().unwrap()))
+                .build()
+                .unwrap()
+        };
+        // Beside an HMAC secret that matches nothing: the public key is the second key.
+        let verifier = verifier(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", public]);
+        let result = verifier.verify(&headers, body);
+        let signature = case["headers"]["webhook-signature"].as_str().unwrap();
+        if case["valid"].as_bool().unwrap() {
+            let verified = result.unwrap();
+            assert_eq!(verified.key_index(), 1);
+            assert_eq!(verified.id(), case["headers"]["webhook-id"].as_str());
+            // The reference signer's seed signs the same bytes the same way (Ed25519 is
+            // deterministic).
+            let signer = Signer::new(
+                &Scheme::standard_webhooks(),
+                case["secret"].as_str().unwrap(),
+            )
+            .unwrap();
+            let id = case["headers"]["webhook-id"].as_str().unwrap();
+            let ours = signer
+                .sign(id, case["now"].as_u64().unwrap(), body)
+                .unwrap();
+            assert_eq!(ours["webhook-signature"], signature);
+        } else if signature.len() != "v1a,".len() + 88 {
+            // Not 64 bytes: malformed, like a short v1 tag.
+            assert!(
+                matches!(result, Err(Rejection::MalformedHeader { .. })),
+                "{result:?}"
+            );
+        } else {
+            assert_eq!(result.unwrap_err(), Rejection::SignatureMismatch);
+        }
+        // A verifier without a public key skips the v1a entry like an unknown version.
+        let hmac_only = Verifier::builder(Scheme::standard_webhooks())
+            .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .clock(ManualClock::new(case["now"].as_u64().unwrap()))
+            .build()
+            .unwrap();
+        assert_eq!(
+            hmac_only.verify(&headers, body).unwrap_err(),
+            Rejection::NoSupportedSignature
+        );
     }
 }
