@@ -1,7 +1,9 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
 
 use ed25519_dalek::VerifyingKey;
 use hmac::Mac;
@@ -23,13 +25,35 @@ pub struct Verifier {
 
 struct Inner {
     scheme: Scheme,
-    /// One pre-keyed MAC per HMAC secret, cloned per request, with its index among all keys.
-    hmac: Box<[(usize, Key)]>,
-    /// The Ed25519 public keys, with their indices among all keys.
-    ed25519: Box<[(usize, VerifyingKey)]>,
+    /// The keys in force, replaced whole by [`Verifier::replace_keys`]; read without a lock.
+    keys: ArcSwap<Keys>,
     tolerance_secs: u64,
     clock: SharedClock,
     limits: BodyLimits,
+}
+
+/// The secrets and public keys a verifier checks with.
+struct Keys {
+    /// One pre-keyed MAC per HMAC secret, cloned per request.
+    hmac: Box<[Held<Key>]>,
+    /// The Ed25519 public keys.
+    ed25519: Box<[Held<VerifyingKey>]>,
+}
+
+/// A key with its index among all the keys, in the order given, and when it stops verifying
+/// (Unix seconds), if ever.
+struct Held<K> {
+    index: usize,
+    key: K,
+    expires: Option<u64>,
+}
+
+impl<K> Held<K> {
+    /// Whether it still verifies at `now`, read from `clock` only when the key expires.
+    fn live(&self, now: &mut Option<u64>, clock: &SharedClock) -> bool {
+        self.expires
+            .is_none_or(|at| *now.get_or_insert_with(|| clock.now_unix_secs()) < at)
+    }
 }
 
 impl Verifier {
@@ -42,6 +66,7 @@ impl Verifier {
             scheme,
             hmac: Vec::new(),
             ed25519: Vec::new(),
+            expires: None,
             error: None,
             count: 0,
             tolerance: Self::DEFAULT_TOLERANCE,
@@ -58,9 +83,10 @@ impl Verifier {
     /// tolerance, no signature of a supported version, or no signature matching any secret.
     pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Verified, Rejection> {
         let inner = &*self.inner;
+        let keys = inner.keys.load();
         let mut tags = Tags::of(Kinds {
-            hmac: !inner.hmac.is_empty(),
-            ed25519: !inner.ed25519.is_empty(),
+            hmac: !keys.hmac.is_empty(),
+            ed25519: !keys.ed25519.is_empty(),
         });
         let signed = inner.scheme.parse(headers, &mut tags)?;
         // The first key's MAC comes before the candidates are decoded and the clock is read,
@@ -68,17 +94,21 @@ impl Verifier {
         // and the processor runs the independent work after it while that chain completes.
         // Rejections keep their order (a malformed header, then a stale timestamp, then a
         // mismatch); a request refused for either of the first two has cost one MAC.
-        let first = inner
+        let first = keys
             .hmac
             .first()
-            .map(|(_, key)| signed.prefix.tag(key, body));
+            .map(|held| signed.prefix.tag(&held.key, body));
         let mut decoded = Decoded::default();
         let candidates = tags.decode(&mut decoded)?;
         let signatures = tags.decode_signatures()?;
+        let mut now = None;
         if let Some(timestamp) = signed.timestamp {
-            let now = inner.clock.now_unix_secs();
-            if now.abs_diff(timestamp) > inner.tolerance_secs {
-                return Err(Rejection::TimestampOutOfTolerance { timestamp, now });
+            let clock = *now.insert(inner.clock.now_unix_secs());
+            if clock.abs_diff(timestamp) > inner.tolerance_secs {
+                return Err(Rejection::TimestampOutOfTolerance {
+                    timestamp,
+                    now: clock,
+                });
             }
         }
         let verified = |key_index, tag| {
@@ -95,26 +125,32 @@ impl Verifier {
                 event_type: OnceLock::new(),
             }
         };
-        for (position, (key_index, key)) in inner.hmac.iter().enumerate() {
+        for (position, held) in keys.hmac.iter().enumerate() {
+            if !held.live(&mut now, &inner.clock) {
+                continue;
+            }
             let tag = match (position, first) {
                 (0, Some(tag)) => tag,
-                _ => signed.prefix.tag(key, body),
+                _ => signed.prefix.tag(&held.key, body),
             };
             let matched = candidates.iter().fold(Choice::from(0), |acc, candidate| {
                 acc | tags_equal(&tag, candidate)
             });
             if bool::from(matched) {
-                return Ok(verified(*key_index, tag));
+                return Ok(verified(held.index, tag));
             }
         }
         if !signatures.is_empty() {
             let message = ed25519::message(&signed.prefix, body);
-            for (key_index, key) in inner.ed25519.iter() {
+            for held in keys.ed25519.iter() {
+                if !held.live(&mut now, &inner.clock) {
+                    continue;
+                }
                 if let Some(signature) = signatures
                     .iter()
-                    .find(|s| ed25519::verifies(key, &message, s))
+                    .find(|s| ed25519::verifies(&held.key, &message, s))
                 {
-                    return Ok(verified(*key_index, ed25519::digest(signature)));
+                    return Ok(verified(held.index, ed25519::digest(signature)));
                 }
             }
         }
@@ -142,7 +178,45 @@ impl Verifier {
     /// How many secrets it holds; [`Verified::key_index`](crate::Verified::key_index) is below.
     #[must_use]
     pub fn key_count(&self) -> usize {
-        self.inner.hmac.len() + self.inner.ed25519.len()
+        let keys = self.inner.keys.load();
+        keys.hmac.len() + keys.ed25519.len()
+    }
+
+    /// Replaces the secrets and keys in force with those of `from`, a verifier built for the
+    /// same scheme (its other settings are not taken). Every clone of this verifier, and every
+    /// layer built from one, checks the next request with the new keys; requests being
+    /// verified finish with the old ones. The request path takes no lock.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use tower_webhook::scheme::{Scheme, Signer};
+    /// use tower_webhook::Verifier;
+    ///
+    /// let live = Verifier::builder(Scheme::github()).secret("old").build()?;
+    /// let in_the_stack = live.clone();
+    /// // Rotation: the new secret, and the old one for one more hour.
+    /// let next = Verifier::builder(Scheme::github())
+    ///     .secret("new")
+    ///     .secret_until("old", SystemTime::now() + Duration::from_secs(3600))
+    ///     .build()?;
+    /// live.replace_keys(&next)?;
+    ///
+    /// let headers = Signer::new(&Scheme::github(), "new")?.sign("d1", 0, b"{}")?;
+    /// assert_eq!(in_the_stack.verify(&headers, b"{}")?.key_index(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidScheme`] when `from` is for another scheme; nothing changes then.
+    pub fn replace_keys(&self, from: &Verifier) -> Result<(), ConfigError> {
+        if from.inner.scheme.kind() != self.inner.scheme.kind() {
+            return Err(ConfigError::InvalidScheme {
+                reason: "the new keys are for another scheme",
+            });
+        }
+        self.inner.keys.store(from.inner.keys.load_full());
+        Ok(())
     }
 
     pub(crate) fn claimed_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
@@ -167,8 +241,10 @@ impl fmt::Debug for Verifier {
 #[must_use]
 pub struct VerifierBuilder {
     scheme: Scheme,
-    hmac: Vec<(usize, Key)>,
-    ed25519: Vec<(usize, VerifyingKey)>,
+    hmac: Vec<Held<Key>>,
+    ed25519: Vec<Held<VerifyingKey>>,
+    /// The expiry of the secret being added.
+    expires: Option<u64>,
     error: Option<ConfigError>,
     count: usize,
     tolerance: Duration,
@@ -188,7 +264,11 @@ impl VerifierBuilder {
         let secret = secret.as_ref();
         match self.scheme.asymmetric_key(secret) {
             Some(Ok(AsymmetricKey::Public(key))) => {
-                self.ed25519.push((self.count, key));
+                self.ed25519.push(Held {
+                    index: self.count,
+                    key,
+                    expires: self.expires,
+                });
                 self.count += 1;
             }
             Some(Ok(AsymmetricKey::Signing(_))) => self.add(Err(
@@ -200,6 +280,19 @@ impl VerifierBuilder {
                 self.add(decoded);
             }
         }
+        self
+    }
+
+    /// Adds a secret (or public key) that verifies until `expires`, and no longer from then
+    /// on, by the verifier's clock: the last step of a rotation, when the old secret is kept
+    /// only until every sender has the new one.
+    pub fn secret_until(mut self, secret: impl AsRef<str>, expires: SystemTime) -> Self {
+        let at = expires
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.expires = Some(at);
+        self = self.secret(secret);
+        self.expires = None;
         self
     }
 
@@ -228,7 +321,11 @@ impl VerifierBuilder {
         self.count += 1;
         let key = key.and_then(|k| Key::new_from_slice(&k).map_err(|_| "not a valid HMAC key"));
         match key {
-            Ok(key) => self.hmac.push((index, key)),
+            Ok(key) => self.hmac.push(Held {
+                index,
+                key,
+                expires: self.expires,
+            }),
             Err(reason) => {
                 self.error
                     .get_or_insert(ConfigError::InvalidSecret { index, reason });
@@ -272,8 +369,10 @@ impl VerifierBuilder {
         Ok(Verifier {
             inner: Arc::new(Inner {
                 scheme: self.scheme,
-                hmac: self.hmac.into_boxed_slice(),
-                ed25519: self.ed25519.into_boxed_slice(),
+                keys: ArcSwap::from_pointee(Keys {
+                    hmac: self.hmac.into_boxed_slice(),
+                    ed25519: self.ed25519.into_boxed_slice(),
+                }),
                 tolerance_secs: self.tolerance.as_secs(),
                 clock: self.clock,
                 limits: self.limits,
@@ -376,6 +475,66 @@ mod tests {
             check(&headers),
             Err(Rejection::MalformedHeader { .. })
         ));
+    }
+
+    #[test]
+    fn an_expired_key_no_longer_verifies() {
+        let clock = ManualClock::new(NOW);
+        let until = UNIX_EPOCH + Duration::from_secs(NOW + 60);
+        for scheme in [Scheme::standard_webhooks(), Scheme::github()] {
+            let verifier = Verifier::builder(scheme.clone())
+                .secret(NEW)
+                .secret_until(OLD, until)
+                .clock(clock.clone())
+                .tolerance(Duration::from_secs(3600))
+                .build()
+                .unwrap();
+            let signed = |secret| {
+                Signer::new(&scheme, secret)
+                    .unwrap()
+                    .sign("msg_1", NOW, b"{}")
+                    .unwrap()
+            };
+            clock.set(NOW + 59);
+            assert_eq!(verifier.verify(&signed(OLD), b"{}").unwrap().key_index(), 1);
+            clock.set(NOW + 60);
+            assert_eq!(
+                verifier.verify(&signed(OLD), b"{}").unwrap_err(),
+                Rejection::SignatureMismatch
+            );
+            assert_eq!(verifier.verify(&signed(NEW), b"{}").unwrap().key_index(), 0);
+            clock.set(NOW);
+        }
+    }
+
+    #[test]
+    fn replaced_keys_take_effect_in_every_clone() {
+        let live = Verifier::builder(Scheme::standard_webhooks())
+            .secret(OLD)
+            .clock(ManualClock::new(NOW))
+            .build()
+            .unwrap();
+        let clone = live.clone();
+        let next = Verifier::builder(Scheme::standard_webhooks())
+            .secret(NEW)
+            .build()
+            .unwrap();
+        live.replace_keys(&next).unwrap();
+        assert!(clone.verify(&delivery(NEW, NOW, None), b"{}").is_ok());
+        assert_eq!(
+            clone.verify(&delivery(OLD, NOW, None), b"{}").unwrap_err(),
+            Rejection::SignatureMismatch
+        );
+        // Keys of another scheme are refused, and change nothing.
+        let github = Verifier::builder(Scheme::github())
+            .secret("s")
+            .build()
+            .unwrap();
+        assert!(matches!(
+            live.replace_keys(&github),
+            Err(ConfigError::InvalidScheme { .. })
+        ));
+        assert!(clone.verify(&delivery(NEW, NOW, None), b"{}").is_ok());
     }
 
     #[test]
