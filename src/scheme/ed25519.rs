@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use super::parse::{Signature, Tag};
 use super::Prefix;
@@ -29,9 +30,11 @@ pub(crate) fn decode(secret: &str) -> Option<Result<AsymmetricKey, &'static str>
         (None, Some(text)) => (false, text),
         (None, None) => return None,
     };
-    let mut bytes = [0u8; 33];
-    let key: [u8; 32] = match STANDARD.decode_slice(text, &mut bytes) {
-        Ok(32) => bytes[..32].try_into().unwrap_or_default(),
+    // A seed is secret: the copies made here are wiped when dropped, as `SigningKey` wipes
+    // its own.
+    let mut bytes = Zeroizing::new([0u8; 33]);
+    let key: Zeroizing<[u8; 32]> = match STANDARD.decode_slice(text, &mut *bytes) {
+        Ok(32) => Zeroizing::new(bytes[..32].try_into().unwrap_or_default()),
         _ => {
             return Some(Err(
                 "an Ed25519 key is base64 of 32 bytes after whpk_ or whsk_",

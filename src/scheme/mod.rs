@@ -67,6 +67,7 @@ use hmac::digest::FixedOutput;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
+use zeroize::Zeroizing;
 
 pub use custom::{CustomBuilder, SecretEncoding, SignedContent, TimestampUnit};
 pub(crate) use ed25519::AsymmetricKey;
@@ -77,8 +78,26 @@ pub use signer::{SignError, Signer};
 
 use crate::Rejection;
 
-/// A pre-keyed HMAC-SHA256 state, cloned for each message.
-pub(crate) type Key = Hmac<Sha256>;
+/// An HMAC-SHA256 secret. Its bytes are wiped from memory when it is dropped; each message's
+/// MAC is keyed from them, so no keyed state (which would sign as well as the secret) is kept
+/// beyond one call.
+#[derive(Clone)]
+pub(crate) struct Key(Zeroizing<Box<[u8]>>);
+
+impl Key {
+    /// A key of these bytes (HMAC takes any length).
+    pub(crate) fn new_from_slice(bytes: &[u8]) -> Result<Self, hmac::digest::InvalidLength> {
+        // Checked once here, so that `mac` cannot fail.
+        Hmac::<Sha256>::new_from_slice(bytes)?;
+        Ok(Self(Zeroizing::new(bytes.into())))
+    }
+
+    /// A MAC keyed with it.
+    pub(crate) fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("checked when made"))
+    }
+}
 
 /// A signature scheme. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -229,7 +248,7 @@ impl Scheme {
     }
 
     /// The key bytes of a secret written as this scheme's sender writes it.
-    pub(crate) fn decode_secret(&self, secret: &str) -> Result<Vec<u8>, &'static str> {
+    pub(crate) fn decode_secret(&self, secret: &str) -> Result<Zeroizing<Vec<u8>>, &'static str> {
         match &self.kind {
             Kind::StandardWebhooks => {
                 SecretEncoding::Base64.decode(secret.strip_prefix("whsec_").unwrap_or(secret))
@@ -237,6 +256,7 @@ impl Scheme {
             Kind::Custom(c) => c.decode_secret(secret),
             _ => SecretEncoding::Raw.decode(secret),
         }
+        .map(Zeroizing::new)
     }
 
     /// Reads the signature headers of a request; the candidate tags are decoded into `tags`,
@@ -333,7 +353,7 @@ impl<'a> Prefix<'a> {
     /// on the stack first (one call into the hash instead of one per piece); a longer one is
     /// fed in pieces. Either way the body is never copied.
     pub(crate) fn tag(&self, key: &Key, body: &[u8]) -> Tag {
-        let mut mac = key.clone();
+        let mut mac = key.mac();
         let parts = &self.parts[..self.len];
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut joined = [0u8; 64];

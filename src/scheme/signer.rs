@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use hmac::Mac;
 use http::HeaderMap;
 
 use super::{AsymmetricKey, Key, Scheme};
@@ -38,7 +37,7 @@ pub struct Signer {
 #[derive(Clone)]
 enum SigningKey {
     Hmac(Key),
-    Ed25519(ed25519_dalek::SigningKey),
+    Ed25519(Box<ed25519_dalek::SigningKey>),
 }
 
 impl Signer {
@@ -54,7 +53,7 @@ impl Signer {
             Some(Ok(AsymmetricKey::Signing(key))) => {
                 return Ok(Self {
                     scheme: scheme.clone(),
-                    key: SigningKey::Ed25519(key),
+                    key: SigningKey::Ed25519(Box::new(key)),
                 })
             }
             Some(Ok(AsymmetricKey::Public(_))) => {

@@ -66,6 +66,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use super::{WebhookBuilder, WebhookLayer};
 use crate::body::BodyBudget;
@@ -392,13 +393,14 @@ impl Config {
                 .iter()
                 .enumerate()
                 .map(|(j, s)| s.resolve(&at(&format!("secrets[{j}]")), true))
+                .map(|s| s.map(Zeroizing::new))
                 .collect::<Result<Vec<_>, _>>()?;
             let tolerance = endpoint
                 .tolerance_secs
                 .or(self.tolerance_secs)
                 .unwrap_or(300);
             let verifier = Verifier::builder(endpoint.scheme.scheme())
-                .secrets(&secrets)
+                .secrets(secrets.iter().map(|s| s.as_str()))
                 .tolerance(Duration::from_secs(tolerance))
                 .build()
                 .map_err(|e| match e {

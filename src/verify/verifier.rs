@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 
 use ed25519_dalek::VerifyingKey;
-use hmac::Mac;
 use http::HeaderMap;
 use subtle::{Choice, ConstantTimeEq};
 
@@ -277,7 +276,7 @@ impl VerifierBuilder {
             Some(Err(reason)) => self.add(Err(reason)),
             None => {
                 let decoded = self.scheme.decode_secret(secret);
-                self.add(decoded);
+                self.add(decoded.as_ref().map(|k| k.as_slice()).map_err(|e| *e));
             }
         }
         self
@@ -311,15 +310,15 @@ impl VerifierBuilder {
         self.add(if key.is_empty() {
             Err("secret is empty")
         } else {
-            Ok(key.to_vec())
+            Ok(key)
         });
         self
     }
 
-    fn add(&mut self, key: Result<Vec<u8>, &'static str>) {
+    fn add(&mut self, key: Result<&[u8], &'static str>) {
         let index = self.count;
         self.count += 1;
-        let key = key.and_then(|k| Key::new_from_slice(&k).map_err(|_| "not a valid HMAC key"));
+        let key = key.and_then(|k| Key::new_from_slice(k).map_err(|_| "not a valid HMAC key"));
         match key {
             Ok(key) => self.hmac.push(Held {
                 index,
