@@ -12,6 +12,8 @@
 //! | `WEBHOOK_CONFIG` | unset | a TOML file: shared settings and `[[endpoints]]`; unset: one endpoint, `/webhook` |
 //! | `BIND_ADDR` | `127.0.0.1:3000` | address to listen on (port 0 picks a free port) |
 //! | `WEBHOOK_SCHEME` | `standard` | `standard`, `stripe`, `github`, `slack` or `shopify` (without a file) |
+//! | `WEBHOOK_SECRET_FILE` | unset | a file of secrets (or `whpk_` keys), one per line, `#` comments, instead of `WEBHOOK_SECRET`; reloaded on SIGHUP and when it changes |
+//! | `SECRET_RELOAD_SECS` | `5` | how often `WEBHOOK_SECRET_FILE` is checked for changes |
 //! | `WEBHOOK_SECRET` | a development secret, printed at start | one secret, or several separated by commas (without a file); for `standard`, `whpk_` Ed25519 public keys too |
 //! | `MAX_BODY_BYTES` | `1048576` | largest body accepted (413 above) |
 //! | `TOLERANCE_SECS` | `300` | how far the signed timestamp may be from now |
@@ -42,12 +44,15 @@
 //! requests and duplicates never reach the handler and print nothing there; each is a
 //! `tracing` event on standard error.
 
+#[path = "support/secret_file.rs"]
+mod secret_file;
 #[path = "support/mod.rs"]
 mod support;
 
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -130,7 +135,7 @@ fn handle(req: &Request<BufferedBody>, path: &str, failures: &Failures) -> Respo
 
 /// The environment settings laid over the file's, by the file's names (lower case). Numbers
 /// are parsed here, so a bad one names its variable.
-const NUMBERS: [&str; 11] = [
+const NUMBERS: [&str; 12] = [
     "RATE_PER_SEC",
     "RATE_BURST",
     "REPLAY_TTL_SECS",
@@ -142,6 +147,7 @@ const NUMBERS: [&str; 11] = [
     "PENALTY_FAILURES",
     "PENALTY_WINDOW_SECS",
     "MAX_BUFFERED_BYTES",
+    "SECRET_RELOAD_SECS",
 ];
 const FLAGS: [&str; 1] = ["REQUIRE_HTTPS"];
 const TEXTS: [&str; 9] = [
@@ -156,10 +162,23 @@ const TEXTS: [&str; 9] = [
     "FORWARDED_HEADER",
 ];
 
+/// The file of `WEBHOOK_SECRET_FILE`, and what it held when loaded.
+type SecretFile = Option<(PathBuf, String)>;
+
 /// The settings as one table: the file of `WEBHOOK_CONFIG`, or one endpoint on `/webhook`
-/// from `WEBHOOK_SCHEME` and `WEBHOOK_SECRET`; then every environment setting over it.
-fn settings() -> Result<toml::Table, support::Error> {
+/// from `WEBHOOK_SCHEME` and `WEBHOOK_SECRET` (or `WEBHOOK_SECRET_FILE`); then every
+/// environment setting over it.
+fn settings() -> Result<(toml::Table, SecretFile), support::Error> {
+    let secret_file = support::var("WEBHOOK_SECRET_FILE").map(PathBuf::from);
+    let mut loaded = None;
     let mut table = match support::var("WEBHOOK_CONFIG") {
+        Some(_) if secret_file.is_some() => {
+            return Err(
+                "WEBHOOK_SECRET_FILE serves the one endpoint without WEBHOOK_CONFIG: \
+                 give the file's endpoints their secrets (file:PATH)"
+                    .into(),
+            )
+        }
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("WEBHOOK_CONFIG: cannot read {path}: {}", e.kind()))?;
@@ -167,13 +186,27 @@ fn settings() -> Result<toml::Table, support::Error> {
         }
         None => {
             let scheme = support::var("WEBHOOK_SCHEME").unwrap_or_else(|| "standard".into());
-            let secrets = support::secrets().unwrap_or_else(|| {
-                eprintln!(
-                    "WEBHOOK_SECRET unset: using the development secret {}",
-                    support::DEV_SECRET
-                );
-                vec![support::DEV_SECRET.to_owned()]
-            });
+            let secrets = match (&secret_file, support::secrets()) {
+                (Some(_), Some(_)) => {
+                    return Err("set WEBHOOK_SECRET or WEBHOOK_SECRET_FILE, not both".into())
+                }
+                (Some(path), None) => {
+                    let (_, text) = secret_file::load(path, &support::scheme()?)
+                        .map_err(|e| format!("WEBHOOK_SECRET_FILE: {e}"))?;
+                    let secrets = secret_file::parse(&text).into_iter().map(|(_, s)| s);
+                    let secrets = secrets.collect();
+                    loaded = Some((path.clone(), text));
+                    secrets
+                }
+                (None, Some(secrets)) => secrets,
+                (None, None) => {
+                    eprintln!(
+                        "WEBHOOK_SECRET unset: using the development secret {}",
+                        support::DEV_SECRET
+                    );
+                    vec![support::DEV_SECRET.to_owned()]
+                }
+            };
             let mut endpoint = toml::Table::new();
             endpoint.insert("path".into(), "/webhook".into());
             endpoint.insert("scheme".into(), scheme.into());
@@ -215,7 +248,7 @@ fn settings() -> Result<toml::Table, support::Error> {
             table.insert(name.to_ascii_lowercase(), value.into());
         }
     }
-    Ok(table)
+    Ok((table, loaded))
 }
 
 /// The receiver's own settings, beside its endpoints'.
@@ -225,6 +258,7 @@ struct Receiver {
     failures: Failures,
     delay: Duration,
     grace: Duration,
+    reload: Duration,
 }
 
 impl Receiver {
@@ -258,6 +292,7 @@ impl Receiver {
             failures,
             delay: Duration::from_millis(number("handler_delay_ms", 0)?),
             grace: Duration::from_secs(number("shutdown_grace_secs", 10)?),
+            reload: Duration::from_secs(number("secret_reload_secs", 5)?.max(1)),
         })
     }
 }
@@ -350,12 +385,16 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() {
     tracing_subscriber_init();
-    let mut settings = settings().unwrap_or_else(|e| support::exit_with(e));
+    let (mut settings, secret_file) = settings().unwrap_or_else(|e| support::exit_with(e));
     let receiver = Receiver::take(&mut settings).unwrap_or_else(|e| support::exit_with(e));
     let prometheus = receiver
         .metrics
         .map(|_| install_prometheus().unwrap_or_else(|e| support::exit_with(e)));
     let (app, layers) = app(settings, &receiver).unwrap_or_else(|e| support::exit_with(e));
+    if let (Some((path, loaded)), Some(layer)) = (secret_file, layers.first()) {
+        let live = layer.verifier().clone();
+        secret_file::watch(path, receiver.reload, live, loaded);
+    }
     let listener = tokio::net::TcpListener::bind(receiver.bind)
         .await
         .unwrap_or_else(|e| support::exit_with(format!("cannot listen on {}: {e}", receiver.bind)));

@@ -153,6 +153,8 @@ pub fn example(name: &str) -> std::path::PathBuf {
 pub struct Example {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
+    /// Where its standard error goes.
+    stderr: std::path::PathBuf,
     /// The address from its `listening on <addr>` line.
     pub addr: String,
     /// The other fields of that line, such as `metrics=<addr>`.
@@ -163,12 +165,18 @@ impl Example {
     /// Starts `name` with only `env` (and `BIND_ADDR=127.0.0.1:0`) in its environment.
     pub fn start(name: &str, env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stderr = std::env::temp_dir().join(format!(
+            "tower-webhook-{name}-{}-{n}.stderr",
+            std::process::id()
+        ));
         let mut child = std::process::Command::new(example(name))
             .env_clear()
             .env("BIND_ADDR", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
@@ -193,9 +201,15 @@ impl Example {
         Self {
             child,
             lines,
+            stderr,
             addr,
             listening: fields.collect(),
         }
+    }
+
+    /// What it wrote on standard error so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// The process id.
@@ -238,6 +252,7 @@ impl Drop for Example {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.stderr);
     }
 }
 

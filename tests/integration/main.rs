@@ -18,6 +18,7 @@ mod operations;
 mod properties;
 mod redis_store;
 mod replay;
+mod secret_file;
 mod stack;
 mod svix_interop;
 mod tonic_service;
