@@ -48,6 +48,11 @@ use ipnet::IpNet;
 use tower_layer::Layer;
 use tower_service::Service;
 
+#[cfg(feature = "provider-ranges")]
+mod providers;
+#[cfg(feature = "provider-ranges")]
+pub use providers::{Provider, ProviderRanges, ProviderRangesBuilder};
+
 pub mod future {
     //! The response future of [`Allowlist`](super::Allowlist).
     pub use crate::before_body::ResponseFuture;
@@ -63,6 +68,9 @@ use crate::{client_ip, Rejection};
 #[derive(Clone)]
 pub struct IpAllowlist {
     set: Arc<ArcSwap<CidrSet>>,
+    /// Filled at run time (by [`replace`](Self::replace)): may be empty when a stack is built,
+    /// refusing everyone until then.
+    filled_later: bool,
 }
 
 impl IpAllowlist {
@@ -71,7 +79,24 @@ impl IpAllowlist {
     pub fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
         Self {
             set: Arc::new(ArcSwap::from_pointee(CidrSet::new(nets))),
+            filled_later: false,
         }
+    }
+
+    /// An allowlist of these ranges (perhaps none yet) that [`replace`](Self::replace) fills
+    /// while serving: it fails closed, refusing everyone outside `nets` until then. A stack
+    /// accepts it empty, where it refuses an empty [`new`](Self::new) one as a mistake.
+    #[must_use]
+    pub fn filled_later(nets: impl IntoIterator<Item = IpNet>) -> Self {
+        Self {
+            filled_later: true,
+            ..Self::new(nets)
+        }
+    }
+
+    /// Whether it is meant to be filled while serving.
+    pub(crate) fn is_filled_later(&self) -> bool {
+        self.filled_later
     }
 
     /// Replaces the ranges; requests already past the check are not affected.

@@ -312,7 +312,11 @@ impl WebhookBuilder {
     /// - the replay builder's errors ([`ConfigError::InvalidReplay`]): a TTL shorter than
     ///   twice the tolerance, or a scheme with neither event id nor signed timestamp.
     pub fn build(self) -> Result<WebhookLayer, ConfigError> {
-        if self.allow.as_ref().is_some_and(|a| a.ranges() == 0) {
+        if self
+            .allow
+            .as_ref()
+            .is_some_and(|a| a.ranges() == 0 && !a.is_filled_later())
+        {
             return Err(ConfigError::InvalidStack {
                 reason: "the allowlist has no range: it would refuse every request",
             });

@@ -16,6 +16,7 @@ mod network;
 mod observe;
 mod operations;
 mod properties;
+mod provider_ranges;
 mod redis_store;
 mod replay;
 mod secret_file;
