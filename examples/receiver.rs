@@ -35,6 +35,9 @@
 //! | `PENALTY_FAILURES` | unset: off | box a client (429) after this many failed verifications within `PENALTY_WINDOW_SECS` |
 //! | `PENALTY_WINDOW_SECS` | `60` | the penalty box's window, and how long a box lasts |
 //! | `ALLOW_CONTENT_TYPES` | unset: any | comma-separated media types accepted; others get 415 |
+//! | `ALLOW_PROVIDER` | unset | `github`, `stripe` (comma-separated): their published webhook ranges are allowed too, with `ALLOW_CIDRS` |
+//! | `PROVIDER_URL_GITHUB`, `PROVIDER_URL_STRIPE` | the providers' own | where each list is fetched from instead (may be `http://`) |
+//! | `PROVIDER_REFRESH_SECS` | `3600` | how often the lists are fetched again |
 //! | `MAX_BUFFERED_BYTES` | `67108864` | memory budget for all bodies being read at once; over it, 503 |
 //!
 //! Standard output carries `listening on <addr>` once bound (followed by ` metrics=<addr>` when
@@ -135,7 +138,7 @@ fn handle(req: &Request<BufferedBody>, path: &str, failures: &Failures) -> Respo
 
 /// The environment settings laid over the file's, by the file's names (lower case). Numbers
 /// are parsed here, so a bad one names its variable.
-const NUMBERS: [&str; 12] = [
+const NUMBERS: [&str; 13] = [
     "RATE_PER_SEC",
     "RATE_BURST",
     "REPLAY_TTL_SECS",
@@ -148,9 +151,10 @@ const NUMBERS: [&str; 12] = [
     "PENALTY_WINDOW_SECS",
     "MAX_BUFFERED_BYTES",
     "SECRET_RELOAD_SECS",
+    "PROVIDER_REFRESH_SECS",
 ];
 const FLAGS: [&str; 1] = ["REQUIRE_HTTPS"];
-const TEXTS: [&str; 9] = [
+const TEXTS: [&str; 12] = [
     "BIND_ADDR",
     "TRUSTED_PROXIES",
     "ALLOW_CIDRS",
@@ -160,6 +164,9 @@ const TEXTS: [&str; 9] = [
     "METRICS_ADDR",
     "ALLOW_CONTENT_TYPES",
     "FORWARDED_HEADER",
+    "ALLOW_PROVIDER",
+    "PROVIDER_URL_GITHUB",
+    "PROVIDER_URL_STRIPE",
 ];
 
 /// The file of `WEBHOOK_SECRET_FILE`, and what it held when loaded.

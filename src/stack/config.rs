@@ -9,6 +9,9 @@
 //! |---|---|---|
 //! | `trusted_proxies` | none | CIDRs of proxies whose `X-Forwarded-For` is believed (a list, or one comma-separated string) |
 //! | `allow_cidrs` | everyone | CIDRs allowed to deliver; others get 403 |
+//! | `allow_provider` | none | `github`, `stripe` (a list, or one comma-separated string): their published webhook ranges are allowed too, fetched and refreshed (feature `provider-ranges`; see [`ProviderRanges`](crate::allowlist::ProviderRanges)); `build` must then run inside a Tokio runtime |
+//! | `provider_url_github`, `provider_url_stripe` | the providers' own URLs | where each list is fetched from instead (a mirror; may be `http://`) |
+//! | `provider_refresh_secs` | `3600` | how often the lists are fetched again |
 //! | `rate_per_sec`, `rate_burst` | no limit; burst = rate | requests per second per client IP, and at once |
 //! | `replay_store` | `memory` | `memory`, `redis` (feature `redis`) or `off` |
 //! | `redis_url` | `redis://127.0.0.1:6379/` | the Redis of `replay_store = "redis"` (a reference or a literal) |
@@ -69,6 +72,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::{WebhookBuilder, WebhookLayer};
+use crate::allowlist::IpAllowlist;
 use crate::body::BodyBudget;
 use crate::client_ip::ForwardedHeader;
 use crate::content_type::MediaTypes;
@@ -104,6 +108,11 @@ pub struct Config {
     penalty_window_secs: Option<u64>,
     #[serde(default)]
     allow_content_types: Items,
+    #[serde(default)]
+    allow_provider: Items,
+    provider_url_github: Option<String>,
+    provider_url_stripe: Option<String>,
+    provider_refresh_secs: Option<u64>,
     max_buffered_bytes: Option<usize>,
     #[serde(default)]
     endpoints: Vec<EndpointConfig>,
@@ -372,7 +381,7 @@ impl Config {
             return Err(LoadError::new("endpoints", "no endpoint is configured"));
         }
         let trusted = self.trusted_proxies.parse("trusted_proxies")?;
-        let allow = self.allow_cidrs.parse("allow_cidrs")?;
+        let allow = self.allowlist()?;
         let rate = self.quota()?;
         let store = self.store()?;
         let guards = self.guards()?;
@@ -418,7 +427,7 @@ impl Config {
                 .require_https(self.require_https)
                 .body_budget(guards.budget.clone())
                 .max_body(max_body.unwrap_or(crate::BodyLimits::DEFAULT_MAX_BYTES));
-            if !allow.is_empty() {
+            if let Some(allow) = &allow {
                 builder = builder.allow(allow.clone());
             }
             if let Some(rate) = &rate {
@@ -457,6 +466,56 @@ impl Config {
             built.push((endpoint.path.clone(), layer));
         }
         Ok(built)
+    }
+
+    /// The allowlist every endpoint shares: `allow_cidrs`, and the ranges of `allow_provider`,
+    /// whose refresh starts on the current Tokio runtime. `None`: everyone is allowed.
+    fn allowlist(&self) -> Result<Option<IpAllowlist>, LoadError> {
+        let fixed = self.allow_cidrs.parse("allow_cidrs")?;
+        let providers = self.allow_provider.items();
+        if providers.is_empty() {
+            return Ok((!fixed.is_empty()).then(|| IpAllowlist::new(fixed)));
+        }
+        #[cfg(feature = "provider-ranges")]
+        {
+            use crate::allowlist::{Provider, ProviderRanges};
+            let mut builder = ProviderRanges::builder().fixed(fixed);
+            for name in providers {
+                let provider: Provider = name
+                    .parse()
+                    .map_err(|e| LoadError::new("allow_provider", e))?;
+                let url = match provider {
+                    Provider::GitHub => self.provider_url_github.as_deref(),
+                    Provider::Stripe => self.provider_url_stripe.as_deref(),
+                };
+                builder = builder.provider_at(provider, url.unwrap_or(provider.default_url()));
+            }
+            let refresh = Duration::from_secs(self.provider_refresh_secs.unwrap_or(3600));
+            let ranges = builder
+                .refresh(refresh)
+                .build()
+                .map_err(|e| LoadError::new("allow_provider", e))?;
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(LoadError::new(
+                    "allow_provider",
+                    "fetching the providers' lists needs a Tokio runtime: build inside one",
+                ));
+            }
+            ranges.spawn();
+            Ok(Some(ranges.allowlist()))
+        }
+        #[cfg(not(feature = "provider-ranges"))]
+        {
+            let _ = (
+                &self.provider_url_github,
+                &self.provider_url_stripe,
+                self.provider_refresh_secs,
+            );
+            Err(LoadError::new(
+                "allow_provider",
+                "provider ranges need the crate's `provider-ranges` feature",
+            ))
+        }
     }
 
     /// The guards every endpoint shares: one penalty box (a forger is boxed on every path),

@@ -147,3 +147,58 @@ fn bad_settings_are_config_errors() {
         .build()
         .is_err());
 }
+
+#[tokio::test]
+async fn the_demo_receiver_admits_the_published_hook_ranges_and_refuses_others() {
+    let addr = mirror(Arc::new(Mutex::new(Answer::List))).await;
+    let github = format!("http://{addr}/github");
+    let receiver = common::Example::start(
+        "receiver",
+        &[
+            ("WEBHOOK_SCHEME", "github"),
+            ("WEBHOOK_SECRET", "It's a Secret to Everybody"),
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("ALLOW_PROVIDER", "github"),
+            ("PROVIDER_URL_GITHUB", &github),
+            ("ALLOW_CIDRS", "203.0.113.0/24"),
+        ],
+    );
+    let hooks: SocketAddr = receiver.addr.parse().unwrap();
+    let body = br#"{"zen":"Keep it logically awesome."}"#;
+    let from = |client: &str, id: &str| {
+        let mut headers = common::sign(
+            &tower_webhook::scheme::Scheme::github(),
+            "It's a Secret to Everybody",
+            id,
+            0,
+            body,
+        );
+        headers.insert("x-forwarded-for", client.parse().unwrap());
+        headers
+    };
+    // GitHub's range, once its list has come.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in 0.. {
+        let reply = common::post(
+            hooks,
+            "/webhook",
+            &from("140.82.115.9", &format!("d{n}")),
+            &body[..],
+        )
+        .await;
+        if reply.status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+        assert!(Instant::now() < deadline, "GitHub's ranges never came");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ALLOW_CIDRS beside it; everyone else refused.
+    let fixed = common::post(hooks, "/webhook", &from("203.0.113.7", "f1"), &body[..]).await;
+    assert_eq!(fixed.status, StatusCode::OK);
+    let other = common::post(hooks, "/webhook", &from("8.8.8.8", "o1"), &body[..]).await;
+    assert_eq!(
+        (other.status, other.body.as_str()),
+        (StatusCode::FORBIDDEN, r#"{"error":"forbidden"}"#)
+    );
+}
