@@ -33,7 +33,7 @@ struct Inner {
 
 /// The secrets and public keys a verifier checks with.
 struct Keys {
-    /// One pre-keyed MAC per HMAC secret, cloned per request.
+    /// The HMAC secrets, each keying a MAC per request.
     hmac: Box<[Held<Key>]>,
     /// The Ed25519 public keys.
     ed25519: Box<[Held<VerifyingKey>]>,
