@@ -363,13 +363,17 @@ impl fmt::Debug for WebhookBuilder {
         f.debug_struct("WebhookBuilder")
             .field("verifier", &self.verifier)
             .field("client_ip", &self.resolve)
+            .field("require_https", &self.require_https)
+            .field("penalty", &self.penalty)
             .field("allow", &self.allow)
             .field("rate_limit", &self.rate)
+            .field("content_types", &self.content_types)
             .field("limits", &self.limits)
+            .field("budget", &self.budget)
             .field("subscription", &self.subscription)
             .field("replay", &self.replay)
             .field("endpoint", &self.endpoint)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
