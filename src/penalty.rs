@@ -11,7 +11,7 @@
 //! (100,000 by default); each holds its address, its box's end and the times of its last
 //! `failures` failures. When the table is full,
 //! clients whose failures are all older than a window are forgotten first, then clients that
-//! are not boxed; a new client goes untracked only when every tracked one is boxed.
+//! are not boxed; a new client goes untracked only when those looked at are all boxed.
 //!
 //! In the [stack](crate::WebhookBuilder::penalty) it runs right after the client IP; alone,
 //! [`PenaltyLayer`] goes outside the verification layer, whose refusals it counts.
@@ -78,6 +78,8 @@ struct Inner {
 #[derive(Default)]
 struct Shard {
     clients: HashMap<IpAddr, Client>,
+    /// When the table may next be swept for clients nothing is known of any more.
+    next_sweep: u64,
 }
 
 struct Client {
@@ -218,19 +220,28 @@ impl PenaltyBox {
 }
 
 impl Shard {
-    /// Makes room for one more client: forgets the clients nothing is known of any more, then
-    /// one that is not boxed. Says whether there is room.
+    /// Clients looked at, at most, for one that may be forgotten to make room.
+    const LOOK: usize = 64;
+
+    /// Makes room for one more client: forgets the clients nothing is known of any more (a
+    /// sweep of the table, at most once a second, so that a flood of new addresses does not
+    /// sweep on every failure), else one of the first it finds that is not boxed. Says whether
+    /// there is room.
     fn make_room(&mut self, per_shard: usize, now: u64, window: u64) -> bool {
         if self.clients.len() < per_shard {
             return true;
         }
-        self.clients.retain(|_, c| c.live(now, window));
-        if self.clients.len() < per_shard {
-            return true;
+        if now >= self.next_sweep {
+            self.next_sweep = now + 1_000;
+            self.clients.retain(|_, c| c.live(now, window));
+            if self.clients.len() < per_shard {
+                return true;
+            }
         }
         let unboxed = self
             .clients
             .iter()
+            .take(Self::LOOK)
             .find(|(_, c)| c.boxed_until <= now)
             .map(|(ip, _)| *ip);
         unboxed.is_some_and(|ip| self.clients.remove(&ip).is_some())
