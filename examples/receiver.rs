@@ -198,7 +198,7 @@ fn settings() -> Result<(toml::Table, SecretFile), support::Error> {
                     return Err("set WEBHOOK_SECRET or WEBHOOK_SECRET_FILE, not both".into())
                 }
                 (Some(path), None) => {
-                    let (_, text) = secret_file::load(path, &support::scheme()?)
+                    let text = secret_file::load(path, &support::scheme()?)
                         .map_err(|e| format!("WEBHOOK_SECRET_FILE: {e}"))?;
                     let secrets = secret_file::parse(&text).into_iter().map(|(_, s)| s);
                     let secrets = secrets.collect();

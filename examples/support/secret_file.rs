@@ -20,13 +20,13 @@ pub fn parse(text: &str) -> Vec<(usize, String)> {
         .collect()
 }
 
-/// Reads `path` and builds a verifier of `scheme` with its secrets, or says what is wrong,
-/// naming a line but never quoting it.
-pub fn load(path: &PathBuf, scheme: &Scheme) -> Result<(Verifier, String), String> {
+/// Reads `path` and checks that its secrets make a verifier of `scheme`, or says what is
+/// wrong, naming a line but never quoting it.
+pub fn load(path: &PathBuf, scheme: &Scheme) -> Result<String, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
-    let verifier = verifier(scheme, &parse(&text))?;
-    Ok((verifier, text))
+    verifier(scheme, &parse(&text))?;
+    Ok(text)
 }
 
 fn verifier(scheme: &Scheme, secrets: &[(usize, String)]) -> Result<Verifier, String> {
