@@ -58,7 +58,7 @@
 //! |---|---|---|
 //! | `tracing` | yes | a `tracing` event for every rejection (target `tower_webhook`; reason and event id, never a secret or the body) |
 //! | `axum` | no | [`Verified`], [`RawBody`] and [`ClientIp`](client_ip::ClientIp) as axum extractors, [`Rejection`] as an axum response, axum's `ConnectInfo` as the peer address |
-//! | `redis` | no | [`replay::RedisStore`], a replay store shared by several replicas |
+//! | `redis` | no | [`replay::RedisStore`], a replay store shared by several replicas, and [`inbox::Inbox::redis`], an inbox on Redis Streams |
 //! | `config` | no | `stack::config`: the stack from a TOML policy file, secrets as `env:`/`file:` references |
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -80,6 +80,7 @@ pub mod events;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod https;
+pub mod inbox;
 pub mod observe;
 pub mod penalty;
 pub mod rate_limit;
@@ -147,6 +148,9 @@ mod tests {
         send_sync_clone::<replay::Replay<Inner>>();
         send_sync_clone::<replay::MemoryStore>();
         send_sync_clone::<WebhookLayer>();
+        send_sync_clone::<inbox::Inbox>();
+        send_sync_clone::<inbox::Ingest>();
+        send_sync_clone::<inbox::Event>();
         send_sync_clone::<stack::Webhook<Inner>>();
     }
 

@@ -19,9 +19,16 @@
 //! | `webhook_replay_store_errors_total` | counter | `store` (`memory`, `redis`, or the store's [`name`](crate::replay::ReplayStore::name)) | failed replay-store calls |
 //! | `webhook_events_total` | counter | `endpoint`, `scheme`, `event_type`, `outcome` | verified deliveries by event type, when [opted in](crate::WebhookBuilder::metrics_event_types) |
 //! | `webhook_event_handler_duration_seconds` | histogram | `endpoint`, `scheme`, `event_type` | the handler's time by event type, when opted in |
+//! | `webhook_inbox_attempts_total` | counter | `endpoint`, `result` | the [inbox](crate::inbox) workers' attempts: `success`, `failure`, `skipped` (processed already), `lost` (cut short by a worker that stopped) |
+//! | `webhook_inbox_dead_total` | counter | `endpoint` | events that became dead letters |
+//! | `webhook_inbox_handler_duration_seconds` | histogram | `endpoint` | the workers' handler time |
+//! | `webhook_inbox_depth` | gauge | `inbox` (`memory`, `redis`), `state` (`queued`, `retrying`, `dead`) | events held, recorded each second by each running worker |
+//! | `webhook_inbox_breaker_open` | gauge | `inbox` | 1 while a worker's circuit breaker is open or half open |
+//! | `webhook_inbox_errors_total` | counter | `inbox` | failed calls of the workers to the queue |
 //!
-//! `outcome` is one of `accepted` (the handler answered 2xx), `handler_error` (it answered
-//! anything else, or failed), `rejected` (a stage refused; the code is in
+//! `outcome` is one of `accepted` (the handler answered 2xx), `queued` (the
+//! [inbox](crate::inbox) stored the event for its workers), `handler_error` (the handler
+//! answered anything else, or failed), `rejected` (a stage refused; the code is in
 //! `webhook_rejections_total`, so the two add up), `duplicate`, `in_flight` and `ignored` (an
 //! event type not subscribed to). `endpoint` is the stack's
 //! [`endpoint`](crate::WebhookBuilder::endpoint) name (the path, for a config file), `scheme`
@@ -42,8 +49,8 @@
 //!   `status`, `code`, `reason`, and the `endpoint`, `scheme`, `client` address and claimed
 //!   `event_id` when known, whichever stage refused;
 //! - every accepted event is one event, `webhook accepted` (INFO), the audit record: `event_id`,
-//!   `event_type`, `scheme`, `endpoint`, `key`, `client`, `bytes` and `handler_ms`. Never the
-//!   body, never a secret;
+//!   `event_type`, `scheme`, `endpoint`, `key`, `client`, `bytes`, `handler_ms`, and `queued`
+//!   (whether it went to the [inbox](crate::inbox)). Never the body, never a secret;
 //! - a handler that fails is one event, `webhook handler failed` (WARN), with its `status`.
 
 use std::net::IpAddr;
@@ -55,6 +62,7 @@ use http::{Extensions, HeaderMap, Response};
 use crate::client_ip::ClientIp;
 #[cfg(feature = "metrics")]
 use crate::events::Subscription;
+use crate::inbox::Queued;
 use crate::{Rejection, Verified, Verifier};
 
 /// Who and what a log line is about: the fields every rejection event carries, each `-` when
@@ -119,17 +127,19 @@ pub(crate) enum Outcome {
     Duplicate,
     InFlight,
     Ignored,
+    Queued,
 }
 
 impl Outcome {
     #[cfg(feature = "metrics")]
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Accepted,
         Self::HandlerError,
         Self::Rejected,
         Self::Duplicate,
         Self::InFlight,
         Self::Ignored,
+        Self::Queued,
     ];
 
     #[cfg(feature = "metrics")]
@@ -141,6 +151,7 @@ impl Outcome {
             Self::Duplicate => "duplicate",
             Self::InFlight => "in_flight",
             Self::Ignored => "ignored",
+            Self::Queued => "queued",
         }
     }
 
@@ -152,6 +163,7 @@ impl Outcome {
                 Some(Rejection::InFlight { .. }) => Self::InFlight,
                 Some(Rejection::Ignored) => Self::Ignored,
                 Some(_) => Self::Rejected,
+                None if response.extensions().get::<Queued>().is_some() => Self::Queued,
                 None if response.status().is_success() => Self::Accepted,
                 None => Self::HandlerError,
             },
@@ -534,7 +546,7 @@ impl Watch {
         let handler_ms = handler_time.map_or(0.0, |t| t.as_secs_f64() * 1000.0);
         let client = OrDash(self.client);
         match outcome {
-            Outcome::Accepted => {
+            Outcome::Accepted | Outcome::Queued => {
                 let Some(verified) = &self.verified else {
                     return;
                 };
@@ -548,6 +560,7 @@ impl Watch {
                     client = %client,
                     bytes = verified.body.as_ref().map_or(0, bytes::Bytes::len),
                     handler_ms,
+                    queued = outcome == Outcome::Queued,
                     "webhook accepted"
                 );
             }

@@ -124,6 +124,13 @@ pub enum Rejection {
         /// When to try again.
         retry_after: Duration,
     },
+    /// The [inbox](crate::inbox) could not store the event: its queue is unreachable, too slow
+    /// or full (503, with `Retry-After`). Nothing was queued, so the sender's retry is welcome.
+    #[non_exhaustive]
+    InboxUnavailable {
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// The client sent more than its quota allows (429, with `Retry-After` and the
     /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` headers).
     #[non_exhaustive]
@@ -181,9 +188,9 @@ impl Rejection {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } | Self::Penalized { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::InFlight { .. } => StatusCode::CONFLICT,
-            Self::StoreUnavailable { .. } | Self::Overloaded { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::StoreUnavailable { .. }
+            | Self::Overloaded { .. }
+            | Self::InboxUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -195,6 +202,7 @@ impl Rejection {
             | Self::StoreUnavailable { retry_after }
             | Self::Penalized { retry_after }
             | Self::Overloaded { retry_after }
+            | Self::InboxUnavailable { retry_after }
             | Self::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
@@ -229,6 +237,7 @@ impl Rejection {
             Self::UnsupportedMediaType => code!("unsupported_media_type"),
             Self::Penalized { .. } => code!("too_many_failures"),
             Self::Overloaded { .. } => code!("overloaded"),
+            Self::InboxUnavailable { .. } => code!("inbox_unavailable"),
         }
     }
 
@@ -313,7 +322,7 @@ impl Rejection {
     /// The codes of the refusals, every [`code`](Self::code) but `duplicate`, `in_flight` and
     /// `ignored` (answers the sender needs no alarm for).
     #[cfg(any(test, feature = "metrics"))]
-    pub(crate) const CODES: [&'static str; 17] = [
+    pub(crate) const CODES: [&'static str; 18] = [
         "payload_too_large",
         "body_timeout",
         "body_read_error",
@@ -331,6 +340,7 @@ impl Rejection {
         "unsupported_media_type",
         "too_many_failures",
         "overloaded",
+        "inbox_unavailable",
     ];
 
     /// Emits the `tracing` event for this rejection (a no-op without the `tracing` feature):
@@ -380,6 +390,7 @@ impl fmt::Display for Rejection {
             Self::UnsupportedMediaType => f.write_str("content type not accepted"),
             Self::Penalized { .. } => f.write_str("client in the penalty box"),
             Self::Overloaded { .. } => f.write_str("memory budget for bodies used up"),
+            Self::InboxUnavailable { .. } => f.write_str("inbox cannot store the event"),
         }
     }
 }
@@ -542,6 +553,9 @@ mod tests {
             },
             Rejection::Overloaded {
                 retry_after: Duration::from_millis(10),
+            },
+            Rejection::InboxUnavailable {
+                retry_after: Duration::from_millis(900),
             },
         ];
         for r in all {

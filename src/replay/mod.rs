@@ -72,7 +72,7 @@
 //! # Ok::<(), tower_webhook::ConfigError>(())
 //! ```
 
-mod key;
+pub(crate) mod key;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

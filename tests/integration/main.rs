@@ -12,6 +12,8 @@ mod event_types;
 mod events;
 mod guards;
 mod hyper_server;
+mod inbox;
+mod inbox_redis;
 mod network;
 mod observe;
 mod operations;
