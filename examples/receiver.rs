@@ -25,10 +25,11 @@
 //! | `TRUSTED_PROXIES` | unset | comma-separated CIDRs of proxies whose `X-Forwarded-For` is believed |
 //! | `RATE_PER_SEC` | unset | requests per second per client IP (429 above); unset: no limit |
 //! | `RATE_BURST` | `RATE_PER_SEC` | requests per client IP at once |
-//! | `FAIL_ONCE_PREFIX` | unset | events whose id starts with this fail (500) on their first delivery, to show retries |
+//! | `FAIL_ONCE_PREFIX` | unset | events whose id starts with this fail (500) on their first delivery, to show retries; with an inbox, their first attempt fails, whichever worker makes it |
+//! | `FAIL_ALWAYS_PREFIX` | unset | events whose id starts with this fail every time (every attempt, with an inbox) |
 //! | `WEBHOOK_EVENTS` | unset: every event | comma-separated event-type patterns (`invoice.paid`, `invoice.*`, `*`); other types answer 200 `{"status":"ignored"}` |
 //! | `METRICS_ADDR` | unset: off | serves `GET /metrics` (Prometheus text) and `GET /healthz` on this address |
-//! | `HANDLER_DELAY_MS` | `0` | the demo handler waits this long before it prints and answers |
+//! | `HANDLER_DELAY_MS` | `0` | the demo handler waits this long before it prints and answers (with an inbox: the workers' handler, to show crash recovery) |
 //! | `SHUTDOWN_GRACE_SECS` | `10` | on SIGTERM or SIGINT, how long deliveries in progress may take to finish |
 //! | `FORWARDED_HEADER` | `x-forwarded-for` | which header the trusted proxies write: `x-forwarded-for` (with `X-Forwarded-Proto`) or `forwarded` |
 //! | `REQUIRE_HTTPS` | `0` | `1`: refuse (403) requests a trusted proxy does not say came over HTTPS |
@@ -39,14 +40,24 @@
 //! | `PROVIDER_URL_GITHUB`, `PROVIDER_URL_STRIPE` | the providers' own | where each list is fetched from instead (may be `http://`) |
 //! | `PROVIDER_REFRESH_SECS` | `3600` | how often the lists are fetched again |
 //! | `MAX_BUFFERED_BYTES` | `67108864` | memory budget for all bodies being read at once; over it, 503 |
+//! | `INBOX` | `off` | `memory` or `redis` (on `REDIS_URL`): answer 202 `{"status":"queued"}` once the event is stored, and handle it in workers |
+//! | `INBOX_NAMESPACE` | `webhooks` | the Redis inbox's key prefix; receivers and workers of one inbox share it |
+//! | `WORKERS` | `4` | how many events the in-process workers handle at once; `0`: ingest only (run `cargo run --example worker`) |
+//! | `MAX_ATTEMPTS` | `5` | attempts per event, the first included; then it is a dead letter |
+//! | `RETRY_BASE_MS`, `RETRY_MAX_MS` | `1000`, `60000` | the backoff before the first retry, doubling up to the maximum (less a random part of up to half) |
+//! | `CLAIM_IDLE_SECS` | `30` | an event held this long by a worker that stopped is taken over by another |
+//! | `BREAKER_FAILURES`, `BREAKER_COOLDOWN_SECS` | `5`, `30` | after this many consecutive failures the workers take no events for the cool-down, then try one (`0`: never) |
 //!
 //! Standard output carries `listening on <addr>` once bound (followed by ` metrics=<addr>` when
 //! `METRICS_ADDR` is set), then exactly one line per accepted
 //! event: `accepted id=<event id or -> bytes=<body length> type=<event type or -> path=<endpoint
-//! path>`. Rejected
+//! path>`. With an inbox that line is printed by the worker when the handler succeeds, and an
+//! event out of attempts prints `dead id=<event id or -> attempts=<n>`. Rejected
 //! requests and duplicates never reach the handler and print nothing there; each is a
 //! `tracing` event on standard error.
 
+#[path = "support/inbox.rs"]
+mod inbox;
 #[path = "support/secret_file.rs"]
 mod secret_file;
 #[path = "support/mod.rs"]
@@ -61,30 +72,34 @@ use std::time::Duration;
 
 use axum::routing::{get, post_service};
 use axum::Router;
+use futures_util::future::OptionFuture;
 use http::{header, Request, Response, StatusCode};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::signal::unix::{signal, SignalKind};
 use tower::{service_fn, Layer};
+use tower_webhook::inbox::Inbox;
 use tower_webhook::stack::config::{self, Config};
 use tower_webhook::{BufferedBody, Verified, WebhookLayer};
 
-/// The `FAIL_ONCE_PREFIX` demonstration: ids seen failing once by this process.
+/// The failure demonstrations without an inbox: `FAIL_ALWAYS_PREFIX`, and `FAIL_ONCE_PREFIX`
+/// by the ids seen failing once by this process.
 #[derive(Clone, Default)]
 struct Failures {
-    prefix: Option<Arc<str>>,
+    demo: inbox::Demo,
     failed: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Failures {
-    fn fail_first_time(&self, id: Option<&str>) -> bool {
-        match (&self.prefix, id) {
-            (Some(prefix), Some(id)) if id.starts_with(&**prefix) => self
+    fn fail(&self, id: Option<&str>) -> bool {
+        // Failing on a first attempt: always, or the first time this process sees the id.
+        if !self.demo.fails(id, 1) {
+            return false;
+        }
+        self.demo.fails(id, 2)
+            || self
                 .failed
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(id.to_owned()),
-            _ => false,
-        }
+                .insert(id.unwrap_or_default().to_owned())
     }
 }
 
@@ -117,7 +132,7 @@ fn handler(
 fn handle(req: &Request<BufferedBody>, path: &str, failures: &Failures) -> Response<String> {
     let verified = req.extensions().get::<Verified>();
     let id = verified.and_then(Verified::id);
-    let (status, body) = if failures.fail_first_time(id) {
+    let (status, body) = if failures.fail(id) {
         eprintln!("simulated failure for id={}", id.unwrap_or("-"));
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -232,14 +247,8 @@ fn settings() -> Result<(toml::Table, SecretFile), support::Error> {
             }
         }
     }
-    for name in NUMBERS {
-        if let Some(value) = support::var(name) {
-            let n: i64 = value
-                .parse()
-                .map_err(|_| format!("{name}={value:?} is not valid"))?;
-            table.insert(name.to_ascii_lowercase(), n.into());
-        }
-    }
+    support::overlay(&mut table, &NUMBERS, &TEXTS)?;
+    support::overlay(&mut table, &inbox::NUMBERS, &inbox::TEXTS)?;
     for name in FLAGS {
         if let Some(value) = support::var(name) {
             let on = match value.as_str() {
@@ -248,11 +257,6 @@ fn settings() -> Result<(toml::Table, SecretFile), support::Error> {
                 _ => return Err(format!("{name}={value:?} is not valid: 1 or 0")),
             };
             table.insert(name.to_ascii_lowercase(), on.into());
-        }
-    }
-    for name in TEXTS {
-        if let Some(value) = support::var(name) {
-            table.insert(name.to_ascii_lowercase(), value.into());
         }
     }
     Ok((table, loaded))
@@ -266,6 +270,7 @@ struct Receiver {
     delay: Duration,
     grace: Duration,
     reload: Duration,
+    inbox: inbox::Settings,
 }
 
 impl Receiver {
@@ -284,22 +289,30 @@ impl Receiver {
         };
         let bind = address("bind_addr", text("bind_addr")?)?;
         let metrics = address("metrics_addr", text("metrics_addr")?)?;
-        let failures = Failures {
-            prefix: text("fail_once_prefix")?.map(Into::into),
-            ..Failures::default()
-        };
+        let fail_once = text("fail_once_prefix")?.map(Into::into);
+        let fail_always = text("fail_always_prefix")?.map(Into::into);
         let mut number = |key: &str, default: u64| match settings.remove(key) {
             None => Ok(default),
             Some(toml::Value::Integer(n)) if n >= 0 => Ok(n.unsigned_abs()),
             Some(_) => Err(format!("{key}: expected a whole number")),
         };
+        let delay = Duration::from_millis(number("handler_delay_ms", 0)?);
+        let demo = inbox::Demo {
+            delay,
+            fail_once,
+            fail_always,
+        };
         Ok(Self {
             bind: bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
             metrics,
-            failures,
-            delay: Duration::from_millis(number("handler_delay_ms", 0)?),
+            failures: Failures {
+                demo,
+                ..Failures::default()
+            },
+            delay,
             grace: Duration::from_secs(number("shutdown_grace_secs", 10)?),
             reload: Duration::from_secs(number("secret_reload_secs", 5)?.max(1)),
+            inbox: inbox::Settings::take(settings)?,
         })
     }
 }
@@ -315,29 +328,44 @@ fn app(
     let mut router = Router::new();
     let mut layers = Vec::new();
     for (path, layer) in endpoints {
-        let handler = handler(
-            path.as_str().into(),
-            receiver.failures.clone(),
-            receiver.delay,
-        );
-        router = router.route_service(&path, post_service(layer.layer(handler)));
+        router = match &receiver.inbox.inbox {
+            Some(inbox) => {
+                router.route_service(&path, post_service(layer.layer(inbox.ingest(&path))))
+            }
+            None => {
+                let handler = handler(
+                    path.as_str().into(),
+                    receiver.failures.clone(),
+                    receiver.delay,
+                );
+                router.route_service(&path, post_service(layer.layer(handler)))
+            }
+        };
         layers.push(layer);
     }
     Ok((router, layers))
 }
 
 /// `GET /metrics` in the Prometheus text format, and `GET /healthz`: 200 when every
-/// endpoint's replay store answers, 503 otherwise.
-fn operations(prometheus: PrometheusHandle, layers: Vec<WebhookLayer>) -> Router {
+/// endpoint's replay store and the inbox answer, 503 otherwise.
+fn operations(
+    prometheus: PrometheusHandle,
+    layers: Vec<WebhookLayer>,
+    inbox: Option<Inbox>,
+) -> Router {
     let metrics = move || std::future::ready(prometheus.render());
     let health = move || {
         let checks: Vec<_> = layers.iter().map(WebhookLayer::health).collect();
+        let inbox = inbox.clone();
         async move {
             let mut failed = None;
             for check in checks {
                 if let Err(error) = check.await {
-                    failed = Some(error);
+                    failed = Some(error.to_string());
                 }
+            }
+            if let Some(Err(error)) = OptionFuture::from(inbox.as_ref().map(Inbox::ping)).await {
+                failed = Some(error.to_string());
             }
             match failed {
                 None => (StatusCode::OK, "{\"status\":\"ok\"}"),
@@ -367,6 +395,12 @@ fn install_prometheus() -> Result<PrometheusHandle, support::Error> {
             Matcher::Full("webhook_handler_duration_seconds".into()),
             &buckets,
         )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("webhook_inbox_handler_duration_seconds".into()),
+                &buckets,
+            )
+        })
         .and_then(PrometheusBuilder::install_recorder)
         .map_err(|e| format!("metrics: {e}"))?;
     // Histograms are summed up when rendered or by this upkeep, whichever comes first.
@@ -378,15 +412,6 @@ fn install_prometheus() -> Result<PrometheusHandle, support::Error> {
         }
     });
     Ok(handle)
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 #[tokio::main]
@@ -412,11 +437,18 @@ async fn main() {
                 .await
                 .unwrap_or_else(|e| support::exit_with(format!("cannot listen on {addr}: {e}")));
             let addr = listener.local_addr().expect("bound socket has an address");
-            let router = operations(prometheus, layers);
+            let router = operations(prometheus, layers, receiver.inbox.inbox.clone());
             tokio::spawn(async move { axum::serve(listener, router).await });
             format!(" metrics={addr}")
         }
         _ => String::new(),
+    };
+    // With an inbox, the workers of this process (unless `WORKERS=0`).
+    let workers = match &receiver.inbox.inbox {
+        Some(inbox) if receiver.inbox.workers > 0 => {
+            Some(receiver.inbox.spawn(inbox, receiver.failures.demo.clone()))
+        }
+        _ => None,
     };
     println!("listening on {bound}{operations}");
 
@@ -428,21 +460,36 @@ async fn main() {
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        support::shutdown_signal().await;
         eprintln!("shutting down: finishing deliveries in progress");
         let _ = signalled.send(());
     });
     let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
-    tokio::select! {
+    let deadline = tokio::select! {
         // Nothing was in progress when the signal came (or the server failed).
-        served = &mut server => return served.unwrap_or_else(|e| support::exit_with(e)),
-        Ok(()) = on_signal => {}
-    }
-    match tokio::time::timeout(receiver.grace, server).await {
-        Ok(served) => served.unwrap_or_else(|e| support::exit_with(e)),
-        Err(_) => {
-            eprintln!("shutdown grace period over with deliveries still in progress");
-            std::process::exit(1);
+        served = &mut server => {
+            served.unwrap_or_else(|e| support::exit_with(e));
+            tokio::time::Instant::now() + receiver.grace
+        }
+        Ok(()) = on_signal => {
+            let deadline = tokio::time::Instant::now() + receiver.grace;
+            match tokio::time::timeout_at(deadline, server).await {
+                Ok(served) => served.unwrap_or_else(|e| support::exit_with(e)),
+                Err(_) => {
+                    eprintln!("shutdown grace period over with deliveries still in progress");
+                    std::process::exit(1);
+                }
+            }
+            deadline
+        }
+    };
+    // The workers finish their events within what is left of the grace period, and hand
+    // back the rest.
+    if let Some(workers) = workers {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let handed_back = workers.shutdown(left).await;
+        if handed_back > 0 {
+            eprintln!("events in progress handed back to the inbox: {handed_back}");
         }
     }
 }

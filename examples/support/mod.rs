@@ -56,6 +56,35 @@ pub fn var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// Lays the environment's `numbers` (whole numbers, parsed here so that a bad one names its
+/// variable) and `texts` over `table`, by their lower-case names.
+pub fn overlay(table: &mut toml::Table, numbers: &[&str], texts: &[&str]) -> Result<(), Error> {
+    for name in numbers {
+        if let Some(value) = var(name) {
+            let n: i64 = value
+                .parse()
+                .map_err(|_| format!("{name}={value:?} is not valid"))?;
+            table.insert(name.to_ascii_lowercase(), n.into());
+        }
+    }
+    for name in texts {
+        if let Some(value) = var(name) {
+            table.insert(name.to_ascii_lowercase(), value.into());
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 /// Prints a settings error and exits with status 2.
 pub fn exit_with(error: impl std::fmt::Display) -> ! {
     eprintln!("error: {error}");

@@ -206,7 +206,10 @@ mod tests {
             max_bytes: 10_000,
         };
         memory.push(event("a", 100), limits).unwrap();
-        assert_eq!(memory.push(event("big", 10_000), limits), Err(InboxError::Full));
+        assert_eq!(
+            memory.push(event("big", 10_000), limits),
+            Err(InboxError::Full)
+        );
         memory.push(event("b", 100), limits).unwrap();
         memory.push(event("c", 100), limits).unwrap();
         assert_eq!(memory.push(event("d", 1), limits), Err(InboxError::Full));

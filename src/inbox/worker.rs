@@ -771,9 +771,10 @@ mod tests {
 
     #[tokio::test]
     async fn backoff_doubles_up_to_the_cap_less_up_to_half() {
-        let worker = Worker::new(Inbox::memory(), tower::service_fn(|_: Event| async {
-            Ok::<_, std::convert::Infallible>(())
-        }))
+        let worker = Worker::new(
+            Inbox::memory(),
+            tower::service_fn(|_: Event| async { Ok::<_, std::convert::Infallible>(()) }),
+        )
         .backoff(Duration::from_millis(100), Duration::from_secs(1));
         let shared = Shared {
             inbox: worker.inbox,
@@ -785,10 +786,20 @@ mod tests {
             on_dead: None,
             metrics: Metrics::new("memory"),
         };
-        for (failures, full) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (40, 1000)] {
+        for (failures, full) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (40, 1000),
+        ] {
             let full = Duration::from_millis(full);
             let delays: Vec<Duration> = (0..200).map(|_| shared.backoff(failures)).collect();
-            assert!(delays.iter().all(|d| *d >= full / 2 && *d <= full), "{failures}");
+            assert!(
+                delays.iter().all(|d| *d >= full / 2 && *d <= full),
+                "{failures}"
+            );
             // Jittered: spread over the range, not one value.
             let (min, max) = (delays.iter().min().unwrap(), delays.iter().max().unwrap());
             assert!(*max - *min > full / 4, "{failures}: {min:?}..{max:?}");

@@ -162,7 +162,8 @@ pub struct Example {
 }
 
 impl Example {
-    /// Starts `name` with only `env` (and `BIND_ADDR=127.0.0.1:0`) in its environment.
+    /// Starts `name` with only `env` (and `BIND_ADDR=127.0.0.1:0`) in its environment, and
+    /// waits for its first line.
     pub fn start(name: &str, env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -192,18 +193,21 @@ impl Example {
         let first = lines
             .recv_timeout(Duration::from_secs(30))
             .expect("example did not start");
-        let mut fields = first
-            .strip_prefix("listening on ")
-            .expect(&first)
-            .split(' ')
-            .map(str::to_owned);
-        let addr = fields.next().unwrap_or_default();
+        // A server's first line is `listening on <addr> ...`; another program's is kept whole
+        // in `listening`.
+        let (addr, listening) = match first.strip_prefix("listening on ") {
+            Some(rest) => {
+                let mut fields = rest.split(' ').map(str::to_owned);
+                (fields.next().unwrap_or_default(), fields.collect())
+            }
+            None => (String::new(), first.split(' ').map(str::to_owned).collect()),
+        };
         Self {
             child,
             lines,
             stderr,
             addr,
-            listening: fields.collect(),
+            listening,
         }
     }
 
@@ -236,6 +240,21 @@ impl Example {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Lines printed since the last call, until `done` says they are enough or `limit` has
+    /// passed.
+    pub fn printed_until(&self, limit: Duration, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut out = Vec::new();
+        while !done(&out) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => out.push(line),
+                Err(_) => break,
+            }
+        }
+        out
     }
 
     /// Lines printed since the last call (waiting briefly for stragglers).

@@ -425,13 +425,30 @@ async fn metrics_count_the_queued_answers_attempts_and_dead_letters() {
     let endpoint = ("endpoint", "/webhook");
     let scheme = ("scheme", "standard-webhooks");
     let requests = "webhook_requests_total";
-    assert_eq!(value(requests, &[endpoint, scheme, ("outcome", "queued")]), 3.0);
-    assert_eq!(value(requests, &[endpoint, scheme, ("outcome", "accepted")]), 0.0);
+    assert_eq!(
+        value(requests, &[endpoint, scheme, ("outcome", "queued")]),
+        3.0
+    );
+    assert_eq!(
+        value(requests, &[endpoint, scheme, ("outcome", "accepted")]),
+        0.0
+    );
     let attempts = "webhook_inbox_attempts_total";
     assert_eq!(value(attempts, &[endpoint, ("result", "success")]), 2.0);
     assert_eq!(value(attempts, &[endpoint, ("result", "failure")]), 2.0);
     assert_eq!(value("webhook_inbox_dead_total", &[endpoint]), 1.0);
-    let depth = |state| value("webhook_inbox_depth", &[("inbox", "memory"), ("state", state)]);
-    assert_eq!((depth("queued"), depth("retrying"), depth("dead")), (0.0, 0.0, 1.0));
-    assert_eq!(value("webhook_inbox_breaker_open", &[("inbox", "memory")]), 0.0);
+    let depth = |state| {
+        value(
+            "webhook_inbox_depth",
+            &[("inbox", "memory"), ("state", state)],
+        )
+    };
+    assert_eq!(
+        (depth("queued"), depth("retrying"), depth("dead")),
+        (0.0, 0.0, 1.0)
+    );
+    assert_eq!(
+        value("webhook_inbox_breaker_open", &[("inbox", "memory")]),
+        0.0
+    );
 }

@@ -13,6 +13,7 @@ mod events;
 mod guards;
 mod hyper_server;
 mod inbox;
+mod inbox_demo;
 mod inbox_redis;
 mod network;
 mod observe;

@@ -127,13 +127,6 @@ async fn metrics_are_scraped_and_health_follows_redis() {
         &[("store", "redis")]
     )
     .is_some());
-    // The alert rules watch series that exist (the inbox's come with the inbox).
-    let rules = include_str!("../../contrib/prometheus/alerts.yml");
-    for name in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-        if name.starts_with("webhook_") && !name.starts_with("webhook_inbox_") {
-            assert!(scrape.samples.iter().any(|s| s.metric == name), "{name}");
-        }
-    }
 
     assert_eq!(
         health_becomes(ops, StatusCode::OK).await,
@@ -211,4 +204,131 @@ async fn a_handler_slower_than_the_grace_period_exits_1() {
     assert_eq!(status.and_then(|s| s.code()), Some(1));
     // The cut delivery got no answer: its sender will retry it.
     assert!(stuck.await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_inbox_is_scraped_and_in_the_health_check() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let receiver = Example::start(
+        "receiver",
+        &[
+            ("WEBHOOK_SECRET", SECRET),
+            ("REPLAY_STORE", "redis"),
+            ("INBOX", "redis"),
+            ("REDIS_URL", &url),
+            ("METRICS_ADDR", "127.0.0.1:0"),
+            ("WORKERS", "2"),
+            ("MAX_ATTEMPTS", "1"),
+            ("FAIL_ALWAYS_PREFIX", "bad"),
+        ],
+    );
+    let (hooks, ops) = (addr(&receiver), metrics_addr(&receiver));
+    let body = br#"{"type":"invoice.paid"}"#;
+    for id in ["evt_1", "bad_1"] {
+        let reply = post(hooks, "/webhook", &signed(id, body), &body[..]).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+    }
+    let mut lines = receiver.printed_until(Duration::from_secs(10), |l| l.len() >= 2);
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "accepted id=evt_1 bytes=23 type=invoice.paid path=/webhook",
+            "dead id=bad_1 attempts=1"
+        ]
+    );
+    // The workers record the depth each second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reply = get(ops, "/metrics").await;
+    let scrape = Scrape::parse(reply.body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| match sample(&scrape, name, labels) {
+        Some(Value::Counter(n) | Value::Gauge(n)) => n,
+        other => panic!("{name} {labels:?}: {other:?}\n{}", reply.body),
+    };
+    let endpoint = ("endpoint", "/webhook");
+    assert_eq!(
+        value("webhook_requests_total", &[endpoint, ("outcome", "queued")]),
+        2.0
+    );
+    let attempts = "webhook_inbox_attempts_total";
+    assert_eq!(value(attempts, &[endpoint, ("result", "success")]), 1.0);
+    assert_eq!(value(attempts, &[endpoint, ("result", "failure")]), 1.0);
+    assert_eq!(value("webhook_inbox_dead_total", &[endpoint]), 1.0);
+    let depth = |state| {
+        value(
+            "webhook_inbox_depth",
+            &[("inbox", "redis"), ("state", state)],
+        )
+    };
+    assert_eq!(
+        (depth("queued"), depth("retrying"), depth("dead")),
+        (0.0, 0.0, 1.0)
+    );
+    // The alert rules watch series that exist.
+    let rules = include_str!("../../contrib/prometheus/alerts.yml");
+    for name in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if name.starts_with("webhook_") {
+            assert!(scrape.samples.iter().any(|s| s.metric == name), "{name}");
+        }
+    }
+
+    health_becomes(ops, StatusCode::OK).await;
+    redis.stop();
+    health_becomes(ops, StatusCode::SERVICE_UNAVAILABLE).await;
+    let refused = post(hooks, "/webhook", &signed("evt_2", body), &body[..]).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    redis.restart();
+    health_becomes(ops, StatusCode::OK).await;
+}
+
+#[tokio::test]
+async fn sigterm_hands_back_an_event_in_progress_to_the_inbox() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url();
+    let mut receiver = Example::start(
+        "receiver",
+        &[
+            ("WEBHOOK_SECRET", SECRET),
+            ("INBOX", "redis"),
+            ("REDIS_URL", &url),
+            ("WORKERS", "1"),
+            ("HANDLER_DELAY_MS", "20000"),
+            ("SHUTDOWN_GRACE_SECS", "1"),
+        ],
+    );
+    let body = br#"{"type":"slow"}"#;
+    let reply = post(
+        addr(&receiver),
+        "/webhook",
+        &signed("evt_slow", body),
+        &body[..],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    receiver.signal("TERM");
+    let signalled = Instant::now();
+    let (status, receiver) = tokio::task::spawn_blocking(move || {
+        (receiver.exit_within(Duration::from_secs(10)), receiver)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert!(signalled.elapsed() < Duration::from_secs(5));
+    assert!(receiver.printed().is_empty());
+    assert!(receiver
+        .stderr()
+        .contains("events in progress handed back to the inbox: 1"));
+    // A worker handles it at once, on its first attempt still.
+    let worker = Example::start("worker", &[("REDIS_URL", &url)]);
+    let lines = worker.printed_until(Duration::from_secs(10), |l| !l.is_empty());
+    assert_eq!(
+        lines,
+        ["accepted id=evt_slow bytes=15 type=slow path=/webhook"]
+    );
 }
