@@ -19,7 +19,7 @@
 //! | `webhook_replay_store_errors_total` | counter | `store` (`memory`, `redis`, or the store's [`name`](crate::replay::ReplayStore::name)) | failed replay-store calls |
 //! | `webhook_events_total` | counter | `endpoint`, `scheme`, `event_type`, `outcome` | verified deliveries by event type, when [opted in](crate::WebhookBuilder::metrics_event_types) |
 //! | `webhook_event_handler_duration_seconds` | histogram | `endpoint`, `scheme`, `event_type` | the handler's time by event type, when opted in |
-//! | `webhook_inbox_attempts_total` | counter | `endpoint`, `result` | the [inbox](crate::inbox) workers' attempts: `success`, `failure`, `skipped` (processed already), `lost` (cut short by a worker that stopped) |
+//! | `webhook_inbox_attempts_total` | counter | `endpoint`, `result` | the [inbox](crate::inbox) workers' attempts: `success`, `failure`, `lost` (cut short by a worker that stopped) |
 //! | `webhook_inbox_dead_total` | counter | `endpoint` | events that became dead letters |
 //! | `webhook_inbox_handler_duration_seconds` | histogram | `endpoint` | the workers' handler time |
 //! | `webhook_inbox_depth` | gauge | `inbox` (`memory`, `redis`), `state` (`queued`, `retrying`, `dead`) | events held, recorded each second by each running worker |

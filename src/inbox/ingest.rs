@@ -71,7 +71,7 @@ impl Ingest {
 }
 
 /// 202 `{"status":"queued"}`, or the refusal of an event the inbox could not store.
-fn answer(stored: Result<Box<str>, InboxError>, inbox: &Inbox, id: Option<&str>) -> Answer {
+fn answer(stored: Result<bool, InboxError>, inbox: &Inbox, id: Option<&str>) -> Answer {
     match stored {
         Ok(_) => {
             let body = Full::new(Bytes::from_static(b"{\"status\":\"queued\"}"));

@@ -27,6 +27,8 @@ struct State {
     /// Taken by a worker, by entry id.
     taken: HashMap<Box<str>, Event>,
     dead: Vec<Event>,
+    /// Keys of the events held (waiting, taken, retrying or dead).
+    held: HashSet<Box<str>>,
     /// Keys of the events processed successfully, oldest first, forgotten after their TTL or
     /// when more than the inbox holds.
     done: HashSet<Box<str>>,
@@ -41,21 +43,31 @@ impl Memory {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn push(&self, mut event: Event, limits: Limits) -> Result<Box<str>, InboxError> {
+    /// Queues `event`; `false` when its key is held or done already.
+    pub(crate) fn push(&self, mut event: Event, limits: Limits) -> Result<bool, InboxError> {
         let mut state = self.state();
+        let keyed = !event.key.is_empty();
+        if keyed {
+            state.forget_done(Instant::now(), usize::MAX);
+            if state.held.contains(&event.key) || state.done.contains(&event.key) {
+                return Ok(false);
+            }
+        }
         let size = event.size();
         if state.events >= limits.max_events || state.bytes + size > limits.max_bytes {
             return Err(InboxError::Full);
         }
         state.next_entry += 1;
-        let entry: Box<str> = state.next_entry.to_string().into();
-        event.entry = entry.clone();
+        event.entry = state.next_entry.to_string().into();
+        if keyed {
+            state.held.insert(event.key.clone());
+        }
         state.events += 1;
         state.bytes += size;
         state.ready.push_back(event);
         drop(state);
         self.queued.notify_one();
-        Ok(entry)
+        Ok(true)
     }
 
     /// Up to `max` events, waiting at most `wait` for the first.
@@ -85,17 +97,12 @@ impl Memory {
         }
     }
 
-    pub(crate) fn is_done(&self, key: &str) -> bool {
-        let mut state = self.state();
-        state.forget_done(Instant::now(), usize::MAX);
-        state.done.contains(key)
-    }
-
     /// Processed: forgotten, its key remembered for `ttl`.
     pub(crate) fn ack(&self, event: &Event, ttl: Duration, limits: Limits) {
         let mut state = self.state();
         if let Some(event) = state.taken.remove(&event.entry) {
             state.drop_event(&event);
+            state.held.remove(&event.key);
         }
         if !event.key.is_empty() && state.done.insert(event.key.clone()) {
             let now = Instant::now();
@@ -220,15 +227,21 @@ mod tests {
         for e in &taken {
             memory.ack(e, Duration::from_secs(60), limits);
         }
-        assert!(memory.is_done("a") && memory.is_done("c"));
-        memory.push(event("d", 1), limits).unwrap();
+        // Processed, their keys are not queued again.
+        assert_eq!(memory.push(event("a", 1), limits), Ok(false));
+        assert_eq!(memory.push(event("d", 1), limits), Ok(true));
+        // Nor a key held.
+        assert_eq!(memory.push(event("d", 1), limits), Ok(false));
         // At most as many done keys as events.
         let d = memory.take(1, Duration::ZERO).await;
         memory.ack(&d[0], Duration::from_secs(60), limits);
-        assert!(!memory.is_done("a") && memory.is_done("d"));
+        assert_eq!(memory.push(event("d", 1), limits), Ok(false));
+        assert_eq!(memory.push(event("a", 1), limits), Ok(true));
         // And only for their TTL.
+        let a = memory.take(1, Duration::ZERO).await;
+        memory.ack(&a[0], Duration::from_secs(60), limits);
         tokio::time::pause();
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert!(!memory.is_done("d"));
+        assert_eq!(memory.push(event("d", 1), limits), Ok(true));
     }
 }

@@ -35,10 +35,12 @@
 //!
 //! Make the handler idempotent with [`Event::key`], which is stable across deliveries of one
 //! event (the endpoint and the signed event id): record it in the same transaction as the
-//! handler's effects and skip an event whose key is recorded. The workers do the same on their
-//! side: an event whose key was processed successfully within [`done_ttl`](Inbox::done_ttl)
-//! (queued twice, for example by two receivers without a shared replay store) is acknowledged
-//! without calling the handler.
+//! handler's effects and skip an event whose key is recorded.
+//!
+//! The inbox itself queues an event once: a delivery whose key is queued already (waiting, in
+//! progress, retrying or dead) or was processed successfully within
+//! [`done_ttl`](Inbox::done_ttl) is answered 202 without being queued again, even without a
+//! [replay layer](crate::replay) in front, and even when the first write's answer was lost.
 //!
 //! # Examples
 //!
@@ -351,16 +353,24 @@ impl Inbox {
         }
     }
 
-    /// Queues `event` and answers its entry id.
+    /// Queues `event`. Answers `false`, queuing nothing, when an event with its
+    /// [`key`](Event::key) is held already (waiting, in progress, retrying or dead) or was
+    /// processed within [`done_ttl`](Self::done_ttl): a write retried because its answer was
+    /// lost queues the event once.
     ///
     /// # Errors
     ///
-    /// [`InboxError`] when the queue cannot take it; nothing is queued then.
-    pub async fn push(&self, event: Event) -> Result<Box<str>, InboxError> {
+    /// [`InboxError`] when the queue cannot take it; nothing is queued then, unless the queue
+    /// stored it and its answer was lost (Redis stopping at that moment), which a retry
+    /// resolves as above.
+    pub async fn push(&self, event: Event) -> Result<bool, InboxError> {
         match &self.queue {
             Queue::Memory(memory) => memory.push(event, self.limits),
             #[cfg(feature = "redis")]
-            Queue::Redis(redis) => self.timed(redis.push(&event, self.limits.max_events)).await,
+            Queue::Redis(redis) => {
+                let push = redis.push(&event, self.limits.max_events, self.done_ttl);
+                self.timed(push).await
+            }
         }
     }
 
@@ -500,17 +510,6 @@ impl Inbox {
             Queue::Memory(_) => Ok((start.to_owned(), Vec::new())),
             #[cfg(feature = "redis")]
             Queue::Redis(redis) => self.timed(redis.reclaim(consumer, idle, start, max)).await,
-        }
-    }
-
-    pub(crate) async fn is_done(&self, event: &Event) -> Result<bool, InboxError> {
-        if event.key.is_empty() {
-            return Ok(false);
-        }
-        match &self.queue {
-            Queue::Memory(memory) => Ok(memory.is_done(&event.key)),
-            #[cfg(feature = "redis")]
-            Queue::Redis(redis) => self.timed(redis.is_done(&event.key)).await,
         }
     }
 

@@ -8,6 +8,7 @@
 //! | `{ns}:retry` | sorted set | retries by due time (Redis's clock, ms) → their hash |
 //! | `{ns}:retry:<entry>` | hash | one retry's fields |
 //! | `{ns}:dead` | stream | dead letters |
+//! | `{ns}:held:<key>` | string, with a TTL | an event queued and not yet processed (waiting, retrying or dead) |
 //! | `{ns}:done:<key>` | string, with a TTL | an event processed successfully |
 //!
 //! Every move between them is one Lua script, so an event is always in exactly one place. An
@@ -25,16 +26,28 @@ use crate::ConfigError;
 
 const GROUP: &str = "workers";
 
-/// Queues the fields (`ARGV[2..]`) unless the stream holds `ARGV[1]` (> 0) entries already.
+/// Queues the fields (`ARGV[3..]`) unless the stream holds `ARGV[1]` (> 0) entries already,
+/// and marks the event's key held (`KEYS[2]`, for `ARGV[2]` ms); answers 0 without queuing it
+/// again when the key is held or done (`KEYS[3]`), so that a write retried after a lost answer
+/// queues the event once.
 const INGEST: &str = r"
+if KEYS[2] and (redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1) then
+  return 0
+end
 local max = tonumber(ARGV[1])
-if max > 0 and redis.call('XLEN', KEYS[1]) >= max then return false end
-return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+if max > 0 and redis.call('XLEN', KEYS[1]) >= max then return -1 end
+redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+if KEYS[2] then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
+return 1
 ";
 
-/// Processed: remembers the key (`KEYS[2]`, if given) for `ARGV[3]` ms and removes the entry.
+/// Processed: marks the key done (`KEYS[2]`, if given) for `ARGV[3]` ms instead of held
+/// (`KEYS[3]`), and removes the entry.
 const ACK: &str = r"
-if KEYS[2] then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
+if KEYS[2] then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+  redis.call('DEL', KEYS[3])
+end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('XDEL', KEYS[1], ARGV[2])
 ";
@@ -168,17 +181,25 @@ impl Redis {
         self.connection.clone()
     }
 
-    pub(crate) async fn push(&self, event: &Event, max_len: usize) -> Result<Box<str>> {
+    /// Queues `event`; `false` when its key is held or done already.
+    pub(crate) async fn push(&self, event: &Event, max_len: usize, ttl: Duration) -> Result<bool> {
         let mut call = self.ingest.key(&self.queue);
-        call.arg(max_len);
+        if !event.key.is_empty() {
+            call.key(self.held_key(&event.key))
+                .key(self.done_key(&event.key));
+        }
+        call.arg(max_len).arg(ttl.as_millis().max(1));
         for (name, value) in event.fields() {
             call.arg(name).arg(value);
         }
-        let entry: Option<String> = call
+        let queued: i64 = call
             .invoke_async(&mut self.connection())
             .await
             .map_err(failed)?;
-        entry.map(Into::into).ok_or(InboxError::Full)
+        match queued {
+            -1 => Err(InboxError::Full),
+            n => Ok(n == 1),
+        }
     }
 
     /// Creates the consumer group, reading the stream from its start, unless it exists.
@@ -274,23 +295,19 @@ impl Redis {
         Ok(events)
     }
 
-    pub(crate) async fn is_done(&self, key: &str) -> Result<bool> {
-        let done: bool = self
-            .connection()
-            .exists(self.done_key(key))
-            .await
-            .map_err(failed)?;
-        Ok(done)
-    }
-
     fn done_key(&self, key: &str) -> String {
         format!("{}:done:{key}", self.prefix)
+    }
+
+    fn held_key(&self, key: &str) -> String {
+        format!("{}:held:{key}", self.prefix)
     }
 
     pub(crate) async fn ack(&self, event: &Event, ttl: Duration) -> Result<()> {
         let mut call = self.ack.key(&self.queue);
         if !event.key.is_empty() {
-            call.key(self.done_key(&event.key));
+            call.key(self.done_key(&event.key))
+                .key(self.held_key(&event.key));
         }
         call.arg(GROUP)
             .arg(&*event.entry)

@@ -356,29 +356,25 @@ impl Shared {
             event.attempts = event.attempts.saturating_add(1);
             event.last_error = Some("worker stopped during the handler".into());
             self.metrics.attempt(event, "lost");
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                target: "tower_webhook",
+                event_id = event.id().unwrap_or("-"),
+                endpoint = event.endpoint(),
+                attempts = event.attempts,
+                "webhook taken over from a stopped worker"
+            );
         }
         Ok((cursor, events))
     }
 
-    /// One event: skipped if processed already, else the handler, then the outcome stored.
+    /// One event: the handler, then its outcome stored.
     async fn process<S>(self: Arc<Self>, handler: S, mut event: Event, _slot: OwnedSemaphorePermit)
     where
         S: Service<Event> + Send,
         S::Future: Send,
         S::Error: Into<BoxError>,
     {
-        let done = self
-            .persist(&event, "check", || self.inbox.is_done(&event))
-            .await;
-        match done {
-            None => return self.release(&event),
-            Some(true) => {
-                self.metrics.attempt(&event, "skipped");
-                self.persist(&event, "ack", || self.inbox.ack(&event)).await;
-                return self.release(&event);
-            }
-            Some(false) => {}
-        }
         if event.attempts < self.settings.max_attempts {
             let started = Instant::now();
             let attempt = self.attempt(handler, &event).await;
@@ -482,15 +478,15 @@ impl Shared {
         }
     }
 
-    /// A queue call, tried again with a growing pause while the queue fails (up to half the
-    /// claim timeout, after which the event is another worker's to reclaim). `None` if it
-    /// never succeeded.
+    /// A queue call, tried again with a growing pause while the queue fails, for up to the
+    /// claim timeout (after which another worker may take the event over). `None` if it
+    /// never succeeded: the event stays taken until reclaimed.
     async fn persist<T, F, Fut>(&self, event: &Event, doing: &'static str, call: F) -> Option<T>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, InboxError>>,
     {
-        let give_up = Instant::now() + self.settings.claim_idle / 2;
+        let give_up = Instant::now() + self.settings.claim_idle;
         let mut pause = Duration::from_millis(50);
         loop {
             match call().await {
@@ -505,7 +501,7 @@ impl Shared {
                         return None;
                     }
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
+                    pause = (pause * 2).min(Duration::from_millis(250));
                 }
             }
         }
@@ -619,7 +615,7 @@ impl Breaker {
     }
 
     /// What may be taken at `now`; `idle` when no event is being handled (so a trial that
-    /// ended without a verdict, skipped or unsettled, gives way to another).
+    /// ended without a verdict, its outcome not stored, gives way to another).
     fn admit(&mut self, now: Instant, idle: bool) -> Admit {
         match self.state {
             State::Closed => Admit::Any,
@@ -751,7 +747,7 @@ mod tests {
         assert_eq!(breaker.admit(reopen, false), Admit::One);
         breaker.taken();
         assert!(matches!(breaker.admit(reopen, false), Admit::Until(_)));
-        // A trial that ended without a verdict (skipped) gives way to another.
+        // A trial that ended without a verdict gives way to another.
         assert_eq!(breaker.admit(reopen, true), Admit::One);
         // A failed trial opens it again for a whole cool-down.
         breaker.failed(reopen);

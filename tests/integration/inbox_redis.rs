@@ -300,3 +300,34 @@ async fn every_event_survives_a_redis_restart_with_append_only_persistence() {
     assert_eq!(inbox.retry_all_dead().await.unwrap(), 0);
     running.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn an_event_is_queued_once_while_held_and_once_processed() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let inbox = Inbox::redis(&redis.url(), "once").unwrap();
+    assert!(inbox.push(event("evt_1")).await.unwrap());
+    assert!(!inbox.push(event("evt_1")).await.unwrap());
+    assert_eq!(inbox.depth().await.unwrap().queued(), 1);
+    let calls = Calls::default();
+    let running = worker(&inbox, &calls, Duration::ZERO, "").spawn();
+    calls.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!inbox.push(event("evt_1")).await.unwrap());
+    // A dead letter is still held: a delivery of it is not queued beside it.
+    let bad = worker(&inbox, &calls, Duration::ZERO, "bad").max_attempts(1);
+    running.shutdown(Duration::from_secs(2)).await;
+    let running = bad.spawn();
+    assert!(inbox.push(event("bad_1")).await.unwrap());
+    calls.wait_for(2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!inbox.push(event("bad_1")).await.unwrap());
+    assert_eq!(inbox.depth().await.unwrap().dead(), 1);
+    running.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(calls.of("evt_1").len(), 1);
+    // Events with no key (built by hand without an id) are queued each time.
+    let anonymous = || Event::builder("{}").build();
+    assert!(inbox.push(anonymous()).await.unwrap());
+    assert!(inbox.push(anonymous()).await.unwrap());
+}
