@@ -166,32 +166,29 @@ impl Event {
         self.body.len() + self.key.len() + 256
     }
 
-    /// The fields as stored in a Redis stream entry, `attempts` and `error` always present.
+    /// Gives `field` each field as stored in a Redis stream entry, by name; `attempts` and
+    /// `error` are always there.
     #[cfg(feature = "redis")]
-    pub(crate) fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let text = |s: &str| s.as_bytes().to_vec();
-        let mut fields = vec![
-            ("key", text(&self.key)),
-            ("endpoint", text(&self.endpoint)),
-            ("scheme", text(&self.scheme)),
-            ("received", millis(self.received).to_string().into_bytes()),
-            ("attempts", self.attempts.to_string().into_bytes()),
-            ("error", text(self.last_error().unwrap_or(""))),
-            ("body", self.body.to_vec()),
-        ];
+    pub(crate) fn write_fields(&self, mut field: impl FnMut(&'static str, &[u8])) {
+        field("key", self.key.as_bytes());
+        field("endpoint", self.endpoint.as_bytes());
+        field("scheme", self.scheme.as_bytes());
+        field("received", millis(self.received).to_string().as_bytes());
+        field("attempts", self.attempts.to_string().as_bytes());
+        field("error", self.last_error().unwrap_or("").as_bytes());
+        field("body", &self.body);
         if let Some(id) = self.id() {
-            fields.push(("id", text(id)));
+            field("id", id.as_bytes());
         }
         if let Some(t) = self.event_type() {
-            fields.push(("type", text(t)));
+            field("type", t.as_bytes());
         }
         if let Some(ts) = self.timestamp {
-            fields.push(("ts", ts.to_string().into_bytes()));
+            field("ts", ts.to_string().as_bytes());
         }
         if let Some(client) = self.client {
-            fields.push(("client", client.to_string().into_bytes()));
+            field("client", client.to_string().as_bytes());
         }
-        fields
     }
 
     /// An event from a stream entry's fields; `None` when one is missing or unreadable.

@@ -189,9 +189,9 @@ impl Redis {
                 .key(self.done_key(&event.key));
         }
         call.arg(max_len).arg(ttl.as_millis().max(1));
-        for (name, value) in event.fields() {
+        event.write_fields(|name, value| {
             call.arg(name).arg(value);
-        }
+        });
         let queued: i64 = call
             .invoke_async(&mut self.connection())
             .await
