@@ -42,7 +42,7 @@
 //! | `MAX_BUFFERED_BYTES` | `67108864` | memory budget for all bodies being read at once; over it, 503 |
 //! | `INBOX` | `off` | `memory` or `redis` (on `REDIS_URL`): answer 202 `{"status":"queued"}` once the event is stored, and handle it in workers |
 //! | `INBOX_NAMESPACE` | `webhooks` | the Redis inbox's key prefix; receivers and workers of one inbox share it |
-//! | `WORKERS` | `4` | how many events the in-process workers handle at once; `0`: ingest only (run `cargo run --example worker`) |
+//! | `WORKERS` | `4` | how many events the in-process workers handle at once; `0` (Redis only): ingest only (run `cargo run --example worker`) |
 //! | `MAX_ATTEMPTS` | `5` | attempts per event, the first included; then it is a dead letter |
 //! | `RETRY_BASE_MS`, `RETRY_MAX_MS` | `1000`, `60000` | the backoff before the first retry, doubling up to the maximum (less a random part of up to half) |
 //! | `CLAIM_IDLE_SECS` | `30` | an event held this long by a worker that stopped is taken over by another |

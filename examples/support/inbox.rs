@@ -85,9 +85,15 @@ impl Settings {
             Some(_) => Err(format!("{key}: expected a whole number")),
         };
         let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        let workers = usize::try_from(number("workers", 4)?).unwrap_or(usize::MAX);
+        if workers == 0 && inbox.as_ref().is_some_and(|i| i.name() == "memory") {
+            return Err(
+                "INBOX=memory needs WORKERS above 0: only this process sees its events".into(),
+            );
+        }
         Ok(Self {
             inbox,
-            workers: usize::try_from(number("workers", 4)?).unwrap_or(usize::MAX),
+            workers,
             max_attempts: small(number("max_attempts", 5)?),
             retry_base: Duration::from_millis(number("retry_base_ms", 1000)?),
             retry_max: Duration::from_millis(number("retry_max_ms", 60_000)?),

@@ -159,6 +159,10 @@ fn bad_settings_exit_with_status_2() {
         [("METRICS_ADDR", "localhost"), ("BIND_ADDR", "127.0.0.1:0")],
         [("HANDLER_DELAY_MS", "1s"), ("BIND_ADDR", "127.0.0.1:0")],
         [("SHUTDOWN_GRACE_SECS", "-1"), ("BIND_ADDR", "127.0.0.1:0")],
+        [("INBOX", "kafka"), ("BIND_ADDR", "127.0.0.1:0")],
+        [("INBOX", "memory"), ("WORKERS", "0")],
+        [("INBOX", "memory"), ("MAX_ATTEMPTS", "five")],
+        [("INBOX", "redis"), ("REDIS_URL", "http://nope")],
     ] {
         let out = Command::new(common::example("receiver"))
             .env_clear()
