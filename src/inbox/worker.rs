@@ -200,7 +200,7 @@ where
                 Admit::Until(until) => {
                     tokio::select! {
                         () = tokio::time::sleep_until(until.min(next_depth)) => {}
-                        _ = stop.changed() => {}
+                        () = stopped(&mut stop) => {}
                     }
                     continue;
                 }
@@ -210,7 +210,7 @@ where
                 tokio::select! {
                     _ = tasks.join_next(), if !tasks.is_empty() => {}
                     () = tokio::time::sleep(WAIT) => {}
-                    _ = stop.changed() => {}
+                    () = stopped(&mut stop) => {}
                 }
                 continue;
             }
@@ -232,7 +232,7 @@ where
                         shared.queue_failed(&error, "take");
                         tokio::select! {
                             () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = stop.changed() => {}
+                            () = stopped(&mut stop) => {}
                         }
                     }
                 }
@@ -336,7 +336,7 @@ impl Shared {
             }
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.changed() => return None,
+                () = stopped(stop) => return None,
             }
         }
     }
@@ -378,7 +378,8 @@ impl Shared {
         if event.attempts < self.settings.max_attempts {
             let started = Instant::now();
             let attempt = self.attempt(handler, &event).await;
-            self.metrics.handled(&event, started.elapsed());
+            let handler_time = started.elapsed();
+            self.metrics.handled(&event, handler_time);
             match attempt {
                 Attempt::Succeeded => {
                     self.breaker().succeeded();
@@ -391,7 +392,7 @@ impl Shared {
                         event_type = event.event_type().unwrap_or("-"),
                         endpoint = event.endpoint(),
                         attempt = event.attempt(),
-                        handler_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        handler_ms = handler_time.as_secs_f64() * 1000.0,
                         "webhook processed"
                     );
                     return self.release(&event);
@@ -560,6 +561,14 @@ impl Shared {
         #[cfg(not(feature = "tracing"))]
         let _ = (error, doing);
         self.metrics.queue_error();
+    }
+}
+
+/// Resolves once a shutdown is asked for; never when the handle was dropped without one (the
+/// worker then runs on).
+async fn stopped(stop: &mut watch::Receiver<Option<Duration>>) {
+    if stop.wait_for(Option::is_some).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

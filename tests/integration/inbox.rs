@@ -454,3 +454,25 @@ async fn metrics_count_the_queued_answers_attempts_and_dead_letters() {
         0.0
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_whose_handle_was_dropped_runs_on() {
+    let inbox = Inbox::memory();
+    let seen = Seen::default();
+    let s = seen.clone();
+    let slow = service_fn(move |event: Event| {
+        let s = s.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            s.push(&event);
+            Ok::<_, Infallible>(())
+        }
+    });
+    // One slot, busy with a slow handler: the worker waits for it, not for a shutdown.
+    drop(Worker::new(inbox.clone(), slow).concurrency(1).spawn());
+    for id in ["evt_1", "evt_2", "evt_3"] {
+        inbox.push(event(id)).await.unwrap();
+    }
+    seen.wait_for(3).await;
+    assert_eq!(seen.ids(), ["evt_1", "evt_2", "evt_3"]);
+}
