@@ -33,8 +33,8 @@ type OnDead = Arc<dyn Fn(&Event) + Send + Sync>;
 ///
 /// The handler is any Tower service taking an [`Event`] (an async function through
 /// [`tower::service_fn`]): `Ok` acknowledges the event; an error, or a panic, is a failed
-/// attempt. After a failed attempt the event waits `backoff` (`base` × 2<sup>n−1</sup> for the
-/// n-th failure, at most `max`, of which a random part up to half is taken off so that
+/// attempt. After a failed attempt the event waits a backoff (`base` × `factor`<sup>n−1</sup>
+/// for the n-th failure, at most `max`, of which a random part up to half is taken off so that
 /// retries of many events spread out) and is tried again, by any worker; after
 /// [`max_attempts`](Self::max_attempts) it becomes a dead letter, and
 /// [`on_dead`](Self::on_dead) is called.
@@ -56,6 +56,7 @@ struct Settings {
     concurrency: usize,
     max_attempts: u32,
     base: Duration,
+    factor: f64,
     max: Duration,
     claim_idle: Duration,
     breaker_failures: u32,
@@ -76,6 +77,7 @@ impl<S> Worker<S> {
                 concurrency: 4,
                 max_attempts: 5,
                 base: Duration::from_secs(1),
+                factor: 2.0,
                 max: Duration::from_secs(60),
                 claim_idle: Duration::from_secs(30),
                 breaker_failures: 5,
@@ -100,11 +102,23 @@ impl<S> Worker<S> {
         self
     }
 
-    /// The backoff before the first retry (`base`), doubling with each failure up to `max`.
+    /// The backoff before the first retry (`base`, default 1 s), multiplied by the
+    /// [factor](Self::backoff_factor) with each failure up to `max` (default 60 s).
     #[must_use]
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
         self.settings.base = base;
         self.settings.max = max.max(base);
+        self
+    }
+
+    /// What the backoff is multiplied by after each failure (default 2; at least 1).
+    #[must_use]
+    pub fn backoff_factor(mut self, factor: f64) -> Self {
+        self.settings.factor = if factor.is_finite() {
+            factor.max(1.0)
+        } else {
+            2.0
+        };
         self
     }
 
@@ -530,15 +544,15 @@ impl Shared {
         handed
     }
 
-    /// The pause before the attempt after `failures` failed ones: `base` doubled each
-    /// time, at most `max`, less a random part of up to half.
+    /// The pause before the attempt after `failures` failed ones: `base` times the factor
+    /// for each failure after the first, at most `max`, less a random part of up to half.
     fn backoff(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(32);
-        let full = self
-            .settings
-            .base
-            .saturating_mul(1 << doublings.min(31))
-            .min(self.settings.max);
+        let settings = &self.settings;
+        let growth = settings
+            .factor
+            .powi(failures.saturating_sub(1).min(1024) as i32);
+        let full = settings.base.as_secs_f64() * growth;
+        let full = Duration::try_from_secs_f64(full).map_or(settings.max, |d| d.min(settings.max));
         let draw = self
             .jitter
             .hash_one(self.draws.fetch_add(1, Ordering::Relaxed));
@@ -774,14 +788,9 @@ mod tests {
         assert_eq!(off.admit(start, false), Admit::Any);
     }
 
-    #[tokio::test]
-    async fn backoff_doubles_up_to_the_cap_less_up_to_half() {
-        let worker = Worker::new(
-            Inbox::memory(),
-            tower::service_fn(|_: Event| async { Ok::<_, std::convert::Infallible>(()) }),
-        )
-        .backoff(Duration::from_millis(100), Duration::from_secs(1));
-        let shared = Shared {
+    /// What a worker with these settings shares with its tasks.
+    fn shared<S>(worker: Worker<S>) -> Shared {
+        Shared {
             inbox: worker.inbox,
             settings: worker.settings,
             breaker: Mutex::new(Breaker::new(0, Duration::ZERO)),
@@ -790,20 +799,38 @@ mod tests {
             draws: AtomicU64::new(0),
             on_dead: None,
             metrics: Metrics::new("memory"),
-        };
-        for (failures, full) in [
-            (1, 100),
-            (2, 200),
-            (3, 400),
-            (4, 800),
-            (5, 1000),
-            (40, 1000),
-        ] {
+        }
+    }
+
+    #[test]
+    fn backoff_grows_by_the_factor_up_to_the_cap_less_up_to_half() {
+        let worker = || Worker::new(Inbox::memory(), ());
+        let base = Duration::from_millis(100);
+        let doubling = shared(worker().backoff(base, Duration::from_secs(1)));
+        let tripling = shared(
+            worker()
+                .backoff(base, Duration::from_secs(10))
+                .backoff_factor(3.0),
+        );
+        let cases = [
+            (&doubling, 1, 100),
+            (&doubling, 2, 200),
+            (&doubling, 3, 400),
+            (&doubling, 4, 800),
+            (&doubling, 5, 1000),
+            (&doubling, 40, 1000),
+            (&doubling, u32::MAX, 1000),
+            (&tripling, 2, 300),
+            (&tripling, 3, 900),
+            (&tripling, 5, 8100),
+            (&tripling, 6, 10_000),
+        ];
+        for (shared, failures, full) in cases {
             let full = Duration::from_millis(full);
             let delays: Vec<Duration> = (0..200).map(|_| shared.backoff(failures)).collect();
             assert!(
                 delays.iter().all(|d| *d >= full / 2 && *d <= full),
-                "{failures}"
+                "{failures}: {delays:?}"
             );
             // Jittered: spread over the range, not one value.
             let (min, max) = (delays.iter().min().unwrap(), delays.iter().max().unwrap());

@@ -331,3 +331,99 @@ async fn an_event_is_queued_once_while_held_and_once_processed() {
     assert!(inbox.push(anonymous()).await.unwrap());
     assert!(inbox.push(anonymous()).await.unwrap());
 }
+
+/// The stack in front of `inbox`'s ingest, with its own memory replay store: a receiver.
+async fn receiver(inbox: &Inbox) -> std::net::SocketAddr {
+    let verifier = Verifier::builder(Scheme::standard_webhooks())
+        .secret(SECRET)
+        .build()
+        .unwrap();
+    let layer = WebhookLayer::builder(verifier)
+        .endpoint("/webhook")
+        .replay(MemoryStore::default())
+        .build()
+        .unwrap();
+    let service = post_service(layer.layer(inbox.ingest("/webhook")));
+    serve_with_peer(
+        "127.0.0.1",
+        Router::new().route_service("/webhook", service),
+    )
+    .await
+}
+
+async fn deliver(addr: std::net::SocketAddr, id: &str) -> common::Reply {
+    let body = br#"{"type":"order.created"}"#;
+    let headers = common::sign(&Scheme::standard_webhooks(), SECRET, id, now(), body);
+    post(addr, "/webhook", &headers, &body[..]).await
+}
+
+#[tokio::test]
+async fn receivers_share_one_inbox_and_an_event_sent_to_both_is_queued_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // Two receivers, each with its own client and its own replay store.
+    let a = receiver(&Inbox::redis(&redis.url(), "shared").unwrap()).await;
+    let b = receiver(&Inbox::redis(&redis.url(), "shared").unwrap()).await;
+    for (addr, id) in [(a, "evt_a"), (b, "evt_b"), (a, "evt_both"), (b, "evt_both")] {
+        assert_eq!(deliver(addr, id).await.status, StatusCode::ACCEPTED, "{id}");
+    }
+    let inbox = Inbox::redis(&redis.url(), "shared").unwrap();
+    assert_eq!(inbox.depth().await.unwrap().queued(), 3);
+    let calls = Calls::default();
+    let running = worker(&inbox, &calls, Duration::ZERO, "").spawn();
+    calls.wait_for(3, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(calls.total(), 3);
+    assert_eq!(calls.of("evt_both").len(), 1);
+    running.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn a_slow_or_full_redis_inbox_refuses_with_503() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let inbox = Inbox::redis(&redis.url(), "bounded")
+        .unwrap()
+        .max_events(2)
+        .timeout(Duration::from_millis(200))
+        .retry_after(Duration::from_secs(7));
+    let addr = receiver(&inbox).await;
+    assert_eq!(deliver(addr, "evt_1").await.status, StatusCode::ACCEPTED);
+    assert_eq!(deliver(addr, "evt_2").await.status, StatusCode::ACCEPTED);
+    // Full: refused, nothing dropped.
+    let full = deliver(addr, "evt_3").await;
+    assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(full.headers["retry-after"], "7");
+    assert_eq!(inbox.depth().await.unwrap().queued(), 2);
+
+    // Slow: Redis holds every write for a second, past the inbox's time limit.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let calls = Calls::default();
+    let running = worker(&inbox, &calls, Duration::ZERO, "").spawn();
+    calls.wait_for(2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["PAUSE", "1000", "WRITE"][..])
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let slow = deliver(addr, "evt_3").await;
+    assert_eq!(
+        slow.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        slow.body
+    );
+    assert!(started.elapsed() < Duration::from_millis(900));
+    // Once Redis answers again, the sender's retry is queued and handled, once.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(deliver(addr, "evt_3").await.status, StatusCode::ACCEPTED);
+    calls.wait_for(3, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(calls.of("evt_3").len(), 1);
+    running.shutdown(Duration::from_secs(2)).await;
+}
