@@ -48,6 +48,10 @@
 //! # Ok::<(), tower_webhook::ConfigError>(())
 //! ```
 //!
+//! Behind the stack, the handler can be an [`inbox`]: it stores each verified event (Redis
+//! Streams, or memory) and answers 202 at once, and workers run your handler with retries,
+//! backoff, a circuit breaker and dead letters.
+//!
 //! Every refusal is a response, never a service error: a short JSON body such as
 //! `{"error":"signature_mismatch"}` with the right status, and the typed [`Rejection`] in the
 //! response's extensions.

@@ -184,3 +184,24 @@ impl fmt::Debug for ResponseFuture {
         f.write_str("inbox::future::ResponseFuture")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_without_verification_is_a_wiring_error_and_not_queued() {
+        let inbox = Inbox::memory();
+        let req = Request::post("/webhook")
+            .body(BufferedBody::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        let response = inbox.ingest("/webhook").oneshot(req).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], br#"{"error":"internal_error"}"#);
+        assert_eq!(inbox.depth().await.unwrap().queued(), 0);
+    }
+}
