@@ -16,14 +16,8 @@ secs="${1:-5}"; conns="${2:-32}"; size="${3:-1024}"; warmup="${4:-1}"; shift $((
 for setting in "$@"; do
   [[ "$setting" == [A-Z]*=* ]] || { echo "not a NAME=VALUE setting: $setting" >&2; exit 2; }
 done
-cargo build --release --quiet --example receiver --example bare --example load
-bin=target/release/examples
-tmp="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-
 source benches/e2e_common.sh
+cargo build --release --quiet --example receiver --example bare --example load
 
 read -r bare_pid bare_url < <(start bare)
 pids+=("$bare_pid")

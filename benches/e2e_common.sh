@@ -1,5 +1,12 @@
-# Shared by the end-to-end benches (sourced): the servers' start, their CPU time, one measured
-# run. The caller sets `bin`, `tmp`, `secs`, `conns` and `size`, and keeps `pids` for cleanup.
+# Shared by the end-to-end benches (sourced): a temporary folder and the processes to stop on
+# exit, the servers' start, their CPU time, one measured run. The caller sets `secs`, `conns`
+# and `size`, and adds the processes it starts to `pids`.
+
+bin=target/release/examples
+tmp="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+trap cleanup EXIT
 
 # start NAME ENV... : starts a server on core 0 on a free port; prints its PID and URL. It runs
 # in a subshell (`< <(start ...)`), so the caller records the PID for `cleanup`.

@@ -12,19 +12,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"; conns="${2:-32}"; size="${3:-1024}"; warmup="${4:-1}"; workers="${5:-32}"
 command -v redis-server >/dev/null || { echo "redis-server is needed (Debian: apt-get install redis-server)" >&2; exit 2; }
-cargo build --release --quiet --example receiver --example worker --example load
-bin=target/release/examples
-tmp="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
 source benches/e2e_common.sh
+cargo build --release --quiet --example receiver --example worker --example load
 
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
-pids+=("$!")
+# A Redis of its own on a random port (another port if that one is taken).
 redis() { redis-cli -p "$port" "$@"; }
-for _ in $(seq 100); do if [ "$(redis PING 2>/dev/null)" = PONG ]; then break; fi; sleep 0.05; done
+for _ in $(seq 10); do
+  port=$((20000 + RANDOM % 20000))
+  if [ "$(redis PING 2>/dev/null)" = PONG ]; then continue; fi
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+  pids+=("$!")
+  for _ in $(seq 100); do if [ "$(redis PING 2>/dev/null)" = PONG ]; then break 2; fi; sleep 0.05; done
+done
 url="redis://127.0.0.1:$port/"
 # redis_counts: the calls Redis has answered so far: scripts (`EVALSHA`, one round trip each) and
 # every command, those run inside scripts included (`INFO` and `PING` left out).

@@ -46,20 +46,20 @@ fn event_id(i: usize) -> String {
     }
 }
 
-/// Sends one delivery until it is answered 200, backing off like a sender after each answer
-/// in `retry_on`; the 200 must carry `expected`.
+/// Sends one delivery until it is answered `status` with the body `expected`, backing off
+/// like a sender after each answer in `retry_on`.
 async fn deliver(
     addr: std::net::SocketAddr,
     headers: &http::HeaderMap,
     body: &str,
-    expected: &str,
+    (status, expected): (u16, &str),
     retry_on: &[u16],
     counts: &Counts,
 ) {
     for attempt in 1u64..200 {
         counts.deliveries.fetch_add(1, Ordering::SeqCst);
         let reply = common::post(addr, "/webhook", headers, body.to_owned()).await;
-        if reply.status == StatusCode::OK {
+        if reply.status.as_u16() == status {
             assert_eq!(reply.body, expected);
             return;
         }
@@ -75,7 +75,24 @@ async fn deliver(
         counts.retries.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
     }
-    panic!("delivery never answered 200 {expected}");
+    panic!("delivery never answered {status} {expected}");
+}
+
+/// Once `after` events were answered, stops Redis for a moment and starts it again.
+fn restart_redis_after(
+    redis: Arc<std::sync::Mutex<common::redis::RedisServer>>,
+    counts: Arc<Counts>,
+    after: usize,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        while counts.accepted_answers.load(Ordering::SeqCst) < after {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut redis = redis.lock().unwrap();
+        redis.stop();
+        std::thread::sleep(Duration::from_millis(300));
+        redis.restart();
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,18 +118,7 @@ async fn soak_with_faults_accepts_every_event_exactly_once() {
     let started = Instant::now();
 
     // Halfway through, Redis goes down for a moment and comes back.
-    let restarter = {
-        let (redis, counts) = (redis.clone(), counts.clone());
-        tokio::task::spawn_blocking(move || {
-            while counts.accepted_answers.load(Ordering::SeqCst) < EVENTS / 2 {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            let mut redis = redis.lock().unwrap();
-            redis.stop();
-            std::thread::sleep(Duration::from_millis(300));
-            redis.restart();
-        })
-    };
+    let restarter = restart_redis_after(redis.clone(), counts.clone(), EVENTS / 2);
 
     let senders: Vec<_> = (0..SENDERS)
         .map(|_| {
@@ -130,12 +136,20 @@ async fn soak_with_faults_accepts_every_event_exactly_once() {
                     // Deliver until answered 2xx, backing off like a sender; the first 2xx
                     // must be the handler's.
                     let answer = r#"{"status":"accepted"}"#;
-                    deliver(addr, &headers, &body, answer, &[500, 503, 409], &counts).await;
+                    deliver(
+                        addr,
+                        &headers,
+                        &body,
+                        (200, answer),
+                        &[500, 503, 409],
+                        &counts,
+                    )
+                    .await;
                     counts.accepted_answers.fetch_add(1, Ordering::SeqCst);
                     // A quarter are replayed as captured: refused as duplicates, never handled.
                     if i % 4 == 1 {
                         let answer = r#"{"status":"duplicate"}"#;
-                        deliver(addr, &headers, &body, answer, &[503, 409], &counts).await;
+                        deliver(addr, &headers, &body, (200, answer), &[503, 409], &counts).await;
                         counts.duplicates_refused.fetch_add(1, Ordering::SeqCst);
                     }
                 }
@@ -174,13 +188,7 @@ async fn soak_with_faults_accepts_every_event_exactly_once() {
     );
     assert_eq!(accepted.len(), EVENTS);
 
-    let status = std::fs::read_to_string(format!("/proc/{}/status", receiver.pid())).unwrap();
-    let peak_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap();
-    let peak_mib = peak_kib / 1024;
+    let peak_mib = peak_rss_mib(receiver.pid());
     assert!(peak_mib < MAX_RSS_MIB, "receiver peak RSS {peak_mib} MiB");
     let unavailable = counts.store_unavailable.load(Ordering::SeqCst);
     assert!(
@@ -237,6 +245,7 @@ impl Processed {
     }
 }
 
+/// The peak resident memory of the process `pid`, in MiB.
 fn peak_rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib: u64 = status
@@ -288,18 +297,7 @@ async fn soak_inbox_with_faults_processes_every_queued_event_once_or_dead_letter
     let started = Instant::now();
 
     // Two thirds of the way through, Redis goes down for a moment and comes back.
-    let restarter = {
-        let (redis, counts) = (redis.clone(), counts.clone());
-        tokio::task::spawn_blocking(move || {
-            while counts.accepted_answers.load(Ordering::SeqCst) < 2 * QUEUED / 3 {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            let mut redis = redis.lock().unwrap();
-            redis.stop();
-            std::thread::sleep(Duration::from_millis(300));
-            redis.restart();
-        })
-    };
+    let restarter = restart_redis_after(redis.clone(), counts.clone(), 2 * QUEUED / 3);
     let senders: Vec<_> = (0..SENDERS)
         .map(|_| {
             let (counts, next, signer) = (counts.clone(), next.clone(), signer.clone());
@@ -314,11 +312,11 @@ async fn soak_inbox_with_faults_processes_every_queued_event_once_or_dead_letter
                         .sign(&inbox_event_id(i), common::now(), body.as_bytes())
                         .unwrap();
                     let answer = r#"{"status":"queued"}"#;
-                    deliver_until(addr, &headers, &body, answer, 202, &counts).await;
+                    deliver(addr, &headers, &body, (202, answer), &[503, 409], &counts).await;
                     counts.accepted_answers.fetch_add(1, Ordering::SeqCst);
                     if i % 4 == 1 {
                         let answer = r#"{"status":"duplicate"}"#;
-                        deliver_until(addr, &headers, &body, answer, 200, &counts).await;
+                        deliver(addr, &headers, &body, (200, answer), &[503, 409], &counts).await;
                         counts.duplicates_refused.fetch_add(1, Ordering::SeqCst);
                     }
                 }
@@ -420,32 +418,4 @@ async fn soak_inbox_with_faults_processes_every_queued_event_once_or_dead_letter
         MAX_RSS_MIB,
         started.elapsed().as_secs_f64()
     );
-}
-
-/// Sends one delivery until it is answered `status` with `expected`, backing off like a
-/// sender after a 503 (Redis restarting) or a 409.
-async fn deliver_until(
-    addr: std::net::SocketAddr,
-    headers: &http::HeaderMap,
-    body: &str,
-    expected: &str,
-    status: u16,
-    counts: &Counts,
-) {
-    for attempt in 1u64..200 {
-        counts.deliveries.fetch_add(1, Ordering::SeqCst);
-        let reply = common::post(addr, "/webhook", headers, body.to_owned()).await;
-        if reply.status.as_u16() == status {
-            assert_eq!(reply.body, expected);
-            return;
-        }
-        match reply.status.as_u16() {
-            503 => counts.store_unavailable.fetch_add(1, Ordering::SeqCst),
-            409 => 0,
-            other => panic!("unexpected {other} {}", reply.body),
-        };
-        counts.retries.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
-    }
-    panic!("delivery never answered {status} {expected}");
 }

@@ -55,6 +55,28 @@ pub async fn serve_with_peer(ip: &str, router: axum::Router) -> SocketAddr {
     addr
 }
 
+/// A receiver on 127.0.0.1 whose handler at `/webhook` is `inbox`'s ingest, behind the stack
+/// (Standard Webhooks with `secret`, a memory replay store).
+pub async fn inbox_receiver(inbox: &tower_webhook::inbox::Inbox, secret: &str) -> SocketAddr {
+    use tower::Layer;
+    let verifier =
+        tower_webhook::Verifier::builder(tower_webhook::scheme::Scheme::standard_webhooks())
+            .secret(secret)
+            .build()
+            .unwrap();
+    let layer = tower_webhook::WebhookLayer::builder(verifier)
+        .endpoint("/webhook")
+        .replay(tower_webhook::replay::MemoryStore::default())
+        .build()
+        .unwrap();
+    let service = axum::routing::post_service(layer.layer(inbox.ingest("/webhook")));
+    serve_with_peer(
+        "127.0.0.1",
+        axum::Router::new().route_service("/webhook", service),
+    )
+    .await
+}
+
 /// Serves an axum router on an ephemeral port of 127.0.0.1 until the test's runtime ends.
 pub async fn serve(router: axum::Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

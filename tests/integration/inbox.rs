@@ -9,16 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::routing::post_service;
-use axum::Router;
-use common::{now, post, serve_with_peer};
+use common::{now, post};
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
-use tower::{service_fn, Layer};
+use tower::service_fn;
 use tower_webhook::inbox::{Event, Inbox, Worker};
-use tower_webhook::replay::MemoryStore;
 use tower_webhook::scheme::Scheme;
-use tower_webhook::{Verifier, WebhookLayer};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
@@ -26,24 +22,9 @@ fn signed(id: &str, body: &[u8]) -> HeaderMap {
     common::sign(&Scheme::standard_webhooks(), SECRET, id, now(), body)
 }
 
-/// A receiver on 127.0.0.1 whose handler is `inbox`'s ingest, behind the stack with a memory
-/// replay store.
+/// A receiver on 127.0.0.1 in front of `inbox`.
 async fn receiver(inbox: &Inbox) -> std::net::SocketAddr {
-    let verifier = Verifier::builder(Scheme::standard_webhooks())
-        .secret(SECRET)
-        .build()
-        .unwrap();
-    let layer = WebhookLayer::builder(verifier)
-        .endpoint("/webhook")
-        .replay(MemoryStore::default())
-        .build()
-        .unwrap();
-    let service = layer.layer(inbox.ingest("/webhook"));
-    serve_with_peer(
-        "127.0.0.1",
-        Router::new().route_service("/webhook", post_service(service)),
-    )
-    .await
+    common::inbox_receiver(inbox, SECRET).await
 }
 
 /// What a test handler saw: each call's event and when it came.

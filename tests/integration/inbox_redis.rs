@@ -10,16 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::routing::post_service;
-use axum::Router;
 use common::redis::RedisServer;
-use common::{now, post, serve_with_peer};
+use common::{now, post};
 use http::StatusCode;
-use tower::{service_fn, Layer};
+use tower::service_fn;
 use tower_webhook::inbox::{Event, Inbox, Worker};
-use tower_webhook::replay::MemoryStore;
 use tower_webhook::scheme::Scheme;
-use tower_webhook::{Verifier, WebhookLayer};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
@@ -100,25 +96,8 @@ async fn redis_down_at_ingest_gives_503_and_the_retry_is_queued_once() {
     let inbox = Inbox::redis(&redis.url(), "ingest")
         .unwrap()
         .timeout(Duration::from_millis(300));
-    let verifier = Verifier::builder(Scheme::standard_webhooks())
-        .secret(SECRET)
-        .build()
-        .unwrap();
-    let layer = WebhookLayer::builder(verifier)
-        .endpoint("/webhook")
-        .replay(MemoryStore::default())
-        .build()
-        .unwrap();
-    let app = Router::new().route_service(
-        "/webhook",
-        post_service(layer.layer(inbox.ingest("/webhook"))),
-    );
-    let addr = serve_with_peer("127.0.0.1", app).await;
-    let body = br#"{"type":"order.created"}"#;
-    let send = || async move {
-        let headers = common::sign(&Scheme::standard_webhooks(), SECRET, "msg_1", now(), body);
-        post(addr, "/webhook", &headers, &body[..]).await
-    };
+    let addr = receiver(&inbox).await;
+    let send = || deliver(addr, "msg_1");
 
     redis.stop();
     let refused = send().await;
@@ -332,23 +311,9 @@ async fn an_event_is_queued_once_while_held_and_once_processed() {
     assert!(inbox.push(anonymous()).await.unwrap());
 }
 
-/// The stack in front of `inbox`'s ingest, with its own memory replay store: a receiver.
+/// A receiver on 127.0.0.1 in front of `inbox`, with its own memory replay store.
 async fn receiver(inbox: &Inbox) -> std::net::SocketAddr {
-    let verifier = Verifier::builder(Scheme::standard_webhooks())
-        .secret(SECRET)
-        .build()
-        .unwrap();
-    let layer = WebhookLayer::builder(verifier)
-        .endpoint("/webhook")
-        .replay(MemoryStore::default())
-        .build()
-        .unwrap();
-    let service = post_service(layer.layer(inbox.ingest("/webhook")));
-    serve_with_peer(
-        "127.0.0.1",
-        Router::new().route_service("/webhook", service),
-    )
-    .await
+    common::inbox_receiver(inbox, SECRET).await
 }
 
 async fn deliver(addr: std::net::SocketAddr, id: &str) -> common::Reply {
