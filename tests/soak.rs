@@ -78,6 +78,45 @@ async fn deliver(
     panic!("delivery never answered {status} {expected}");
 }
 
+/// `SENDERS` concurrent senders of the events `0..events` (ids from `id_of`), each delivered
+/// until answered `first` (retried on `retry_on`); a quarter are then replayed as captured,
+/// and must be answered 200 duplicate.
+fn spawn_senders(
+    addr: std::net::SocketAddr,
+    counts: &Arc<Counts>,
+    events: usize,
+    id_of: fn(usize) -> String,
+    first: (u16, &'static str),
+    retry_on: &'static [u16],
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let signer = Arc::new(Signer::new(&Scheme::standard_webhooks(), SECRET).unwrap());
+    (0..SENDERS)
+        .map(|_| {
+            let (counts, next, signer) = (counts.clone(), next.clone(), signer.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= events {
+                        return;
+                    }
+                    let body = format!(r#"{{"seq":{i},"type":"soak"}}"#);
+                    let headers = signer
+                        .sign(&id_of(i), common::now(), body.as_bytes())
+                        .unwrap();
+                    deliver(addr, &headers, &body, first, retry_on, &counts).await;
+                    counts.accepted_answers.fetch_add(1, Ordering::SeqCst);
+                    if i % 4 == 1 {
+                        let duplicate = (200, r#"{"status":"duplicate"}"#);
+                        deliver(addr, &headers, &body, duplicate, &[503, 409], &counts).await;
+                        counts.duplicates_refused.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 /// Once `after` events were answered, stops Redis for a moment and starts it again.
 fn restart_redis_after(
     redis: Arc<std::sync::Mutex<common::redis::RedisServer>>,
@@ -113,49 +152,14 @@ async fn soak_with_faults_accepts_every_event_exactly_once() {
     let addr: std::net::SocketAddr = receiver.addr.parse().unwrap();
     let redis = Arc::new(std::sync::Mutex::new(redis));
     let counts = Arc::new(Counts::default());
-    let next = Arc::new(AtomicUsize::new(0));
-    let signer = Arc::new(Signer::new(&Scheme::standard_webhooks(), SECRET).unwrap());
     let started = Instant::now();
 
     // Halfway through, Redis goes down for a moment and comes back.
     let restarter = restart_redis_after(redis.clone(), counts.clone(), EVENTS / 2);
-
-    let senders: Vec<_> = (0..SENDERS)
-        .map(|_| {
-            let (counts, next, signer) = (counts.clone(), next.clone(), signer.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= EVENTS {
-                        return;
-                    }
-                    let body = format!(r#"{{"seq":{i},"type":"soak"}}"#);
-                    let headers = signer
-                        .sign(&event_id(i), common::now(), body.as_bytes())
-                        .unwrap();
-                    // Deliver until answered 2xx, backing off like a sender; the first 2xx
-                    // must be the handler's.
-                    let answer = r#"{"status":"accepted"}"#;
-                    deliver(
-                        addr,
-                        &headers,
-                        &body,
-                        (200, answer),
-                        &[500, 503, 409],
-                        &counts,
-                    )
-                    .await;
-                    counts.accepted_answers.fetch_add(1, Ordering::SeqCst);
-                    // A quarter are replayed as captured: refused as duplicates, never handled.
-                    if i % 4 == 1 {
-                        let answer = r#"{"status":"duplicate"}"#;
-                        deliver(addr, &headers, &body, (200, answer), &[503, 409], &counts).await;
-                        counts.duplicates_refused.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            })
-        })
-        .collect();
+    // Delivered until answered 2xx, backing off like a sender; the first 2xx must be the
+    // handler's.
+    let first = (200, r#"{"status":"accepted"}"#);
+    let senders = spawn_senders(addr, &counts, EVENTS, event_id, first, &[500, 503, 409]);
     tokio::time::timeout(Duration::from_secs(120), async {
         for sender in senders {
             sender.await.unwrap();
@@ -292,37 +296,12 @@ async fn soak_inbox_with_faults_processes_every_queued_event_once_or_dead_letter
     let addr: std::net::SocketAddr = receiver.addr.parse().unwrap();
     let redis = Arc::new(std::sync::Mutex::new(redis));
     let counts = Arc::new(Counts::default());
-    let next = Arc::new(AtomicUsize::new(0));
-    let signer = Arc::new(Signer::new(&Scheme::standard_webhooks(), SECRET).unwrap());
     let started = Instant::now();
 
     // Two thirds of the way through, Redis goes down for a moment and comes back.
     let restarter = restart_redis_after(redis.clone(), counts.clone(), 2 * QUEUED / 3);
-    let senders: Vec<_> = (0..SENDERS)
-        .map(|_| {
-            let (counts, next, signer) = (counts.clone(), next.clone(), signer.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= QUEUED {
-                        return;
-                    }
-                    let body = format!(r#"{{"seq":{i},"type":"soak"}}"#);
-                    let headers = signer
-                        .sign(&inbox_event_id(i), common::now(), body.as_bytes())
-                        .unwrap();
-                    let answer = r#"{"status":"queued"}"#;
-                    deliver(addr, &headers, &body, (202, answer), &[503, 409], &counts).await;
-                    counts.accepted_answers.fetch_add(1, Ordering::SeqCst);
-                    if i % 4 == 1 {
-                        let answer = r#"{"status":"duplicate"}"#;
-                        deliver(addr, &headers, &body, (200, answer), &[503, 409], &counts).await;
-                        counts.duplicates_refused.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            })
-        })
-        .collect();
+    let first = (202, r#"{"status":"queued"}"#);
+    let senders = spawn_senders(addr, &counts, QUEUED, inbox_event_id, first, &[503, 409]);
 
     // A third of the way through, a worker is killed mid-handler and another takes its place;
     // its events come back to the others after the claim timeout.

@@ -84,7 +84,8 @@ fn handler(
     })
 }
 
-fn event(id: &str) -> Event {
+/// An event `id` for the endpoint `/webhook`, its body `{"id":"<id>"}`.
+pub(crate) fn event(id: &str) -> Event {
     Event::builder(format!(r#"{{"id":"{id}"}}"#))
         .id(id)
         .endpoint("/webhook")

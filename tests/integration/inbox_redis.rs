@@ -5,6 +5,7 @@
 #![cfg(feature = "redis")]
 
 use crate::common;
+use crate::inbox::event;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -79,13 +80,6 @@ fn worker(
     Worker::new(inbox.clone(), handler)
         .backoff(Duration::from_millis(50), Duration::from_millis(100))
         .breaker(0, Duration::ZERO)
-}
-
-fn event(id: &str) -> Event {
-    Event::builder(format!(r#"{{"id":"{id}"}}"#))
-        .id(id)
-        .endpoint("/webhook")
-        .build()
 }
 
 #[tokio::test]
