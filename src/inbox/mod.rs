@@ -10,8 +10,9 @@
 //!   queue has acknowledged the write. If the queue cannot take the event (down, slower than
 //!   [`timeout`](Inbox::timeout), or full), it answers 503 `inbox_unavailable` with
 //!   `Retry-After`: the [replay layer](crate::replay) then releases the event's mark and the
-//!   sender's retry is taken. An event is queued or refused, never half-taken; a delivery of an
-//!   event already queued answers 200 `duplicate` (from the replay layer).
+//!   sender's retry is taken. A 202 means stored; a 503 means retry. A write that timed out may
+//!   still land: the retry then finds the event queued and does not queue it twice (below). A
+//!   delivery of an event already queued answers 200 `duplicate` (from the replay layer).
 //! - **Queues**: [`Inbox::redis`] (feature `redis`) on Redis Streams, for several receivers and
 //!   several worker processes sharing one Redis, which is how this scales past one machine;
 //!   [`Inbox::memory`] for one process, bounded, and **lost when the process exits**: for
