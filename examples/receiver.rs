@@ -58,6 +58,8 @@
 
 #[path = "support/inbox.rs"]
 mod inbox;
+#[path = "support/operations.rs"]
+mod operations;
 #[path = "support/secret_file.rs"]
 mod secret_file;
 #[path = "support/mod.rs"]
@@ -70,11 +72,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::routing::{get, post_service};
+use axum::routing::post_service;
 use axum::Router;
-use futures_util::future::OptionFuture;
+use futures_util::future::BoxFuture;
 use http::{header, Request, Response, StatusCode};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower::{service_fn, Layer};
 use tower_webhook::inbox::Inbox;
 use tower_webhook::stack::config::{self, Config};
@@ -346,72 +347,24 @@ fn app(
     Ok((router, layers))
 }
 
-/// `GET /metrics` in the Prometheus text format, and `GET /healthz`: 200 when every
-/// endpoint's replay store and the inbox answer, 503 otherwise.
-fn operations(
-    prometheus: PrometheusHandle,
+/// The health check of `/healthz`: every endpoint's replay store and the inbox answer.
+fn health(
     layers: Vec<WebhookLayer>,
     inbox: Option<Inbox>,
-) -> Router {
-    let metrics = move || std::future::ready(prometheus.render());
-    let health = move || {
+) -> impl Fn() -> BoxFuture<'static, Result<(), String>> + Clone + Send + Sync {
+    move || {
         let checks: Vec<_> = layers.iter().map(WebhookLayer::health).collect();
         let inbox = inbox.clone();
-        async move {
-            let mut failed = None;
+        Box::pin(async move {
             for check in checks {
-                if let Err(error) = check.await {
-                    failed = Some(error.to_string());
-                }
+                check.await.map_err(|e| e.to_string())?;
             }
-            if let Some(Err(error)) = OptionFuture::from(inbox.as_ref().map(Inbox::ping)).await {
-                failed = Some(error.to_string());
+            match inbox {
+                Some(inbox) => inbox.ping().await.map_err(|e| e.to_string()),
+                None => Ok(()),
             }
-            match failed {
-                None => (StatusCode::OK, "{\"status\":\"ok\"}"),
-                Some(error) => {
-                    eprintln!("health check failed: {error}");
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "{\"status\":\"unavailable\"}",
-                    )
-                }
-            }
-        }
-    };
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(health))
-}
-
-/// The Prometheus recorder, installed before any stack is built (each registers its series
-/// when built), with buckets for the handler's time.
-fn install_prometheus() -> Result<PrometheusHandle, support::Error> {
-    let buckets = [
-        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    ];
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full("webhook_handler_duration_seconds".into()),
-            &buckets,
-        )
-        .and_then(|b| {
-            b.set_buckets_for_metric(
-                Matcher::Full("webhook_inbox_handler_duration_seconds".into()),
-                &buckets,
-            )
         })
-        .and_then(PrometheusBuilder::install_recorder)
-        .map_err(|e| format!("metrics: {e}"))?;
-    // Histograms are summed up when rendered or by this upkeep, whichever comes first.
-    let upkeep = handle.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            upkeep.run_upkeep();
-        }
-    });
-    Ok(handle)
+    }
 }
 
 #[tokio::main]
@@ -421,7 +374,7 @@ async fn main() {
     let receiver = Receiver::take(&mut settings).unwrap_or_else(|e| support::exit_with(e));
     let prometheus = receiver
         .metrics
-        .map(|_| install_prometheus().unwrap_or_else(|e| support::exit_with(e)));
+        .map(|_| operations::install_prometheus().unwrap_or_else(|e| support::exit_with(e)));
     let (app, layers) = app(settings, &receiver).unwrap_or_else(|e| support::exit_with(e));
     if let (Some((path, loaded)), Some(layer)) = (secret_file, layers.first()) {
         let live = layer.verifier().clone();
@@ -431,15 +384,13 @@ async fn main() {
         .await
         .unwrap_or_else(|e| support::exit_with(format!("cannot listen on {}: {e}", receiver.bind)));
     let bound = listener.local_addr().expect("bound socket has an address");
-    let operations = match (receiver.metrics, prometheus) {
+    let metrics_field = match (receiver.metrics, prometheus) {
         (Some(addr), Some(prometheus)) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .unwrap_or_else(|e| support::exit_with(format!("cannot listen on {addr}: {e}")));
-            let addr = listener.local_addr().expect("bound socket has an address");
-            let router = operations(prometheus, layers, receiver.inbox.inbox.clone());
-            tokio::spawn(async move { axum::serve(listener, router).await });
-            format!(" metrics={addr}")
+            let check = health(layers, receiver.inbox.inbox.clone());
+            format!(
+                " metrics={}",
+                operations::serve(addr, prometheus, check).await
+            )
         }
         _ => String::new(),
     };
@@ -450,7 +401,7 @@ async fn main() {
         }
         _ => None,
     };
-    println!("listening on {bound}{operations}");
+    println!("listening on {bound}{metrics_field}");
 
     // On SIGTERM or SIGINT: stop accepting, let the deliveries in progress finish within
     // the grace period, then exit.

@@ -11,9 +11,11 @@
 //! Settings come from the environment, with the receiver's names and defaults: `REDIS_URL`,
 //! `INBOX_NAMESPACE`, `WORKERS`, `MAX_ATTEMPTS`, `RETRY_BASE_MS`, `RETRY_MAX_MS`,
 //! `CLAIM_IDLE_SECS`, `BREAKER_FAILURES`, `BREAKER_COOLDOWN_SECS`, `HANDLER_DELAY_MS`,
-//! `FAIL_ONCE_PREFIX`, `FAIL_ALWAYS_PREFIX` and `SHUTDOWN_GRACE_SECS` (see the receiver).
+//! `FAIL_ONCE_PREFIX`, `FAIL_ALWAYS_PREFIX`, `SHUTDOWN_GRACE_SECS` and `METRICS_ADDR` (see the
+//! receiver: `/metrics` has the workers' series, `/healthz` pings the inbox).
 //!
-//! Standard output carries `working namespace=<namespace> workers=<n>` once started, then the
+//! Standard output carries `working namespace=<namespace> workers=<n>` once started (followed
+//! by ` metrics=<addr>` when `METRICS_ADDR` is set), then the
 //! receiver's lines: `accepted id=<id> bytes=<n> type=<type> path=<endpoint>` for each event
 //! handled, `dead id=<id> attempts=<n>` for each event out of attempts. `dead` prints one
 //! `dead id=<id> attempts=<n>` line per dead letter, oldest first; `retry` and `retry-all`
@@ -21,6 +23,8 @@
 
 #[path = "support/inbox.rs"]
 mod inbox;
+#[path = "support/operations.rs"]
+mod operations;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -57,7 +61,7 @@ async fn main() {
     support::overlay(
         &mut table,
         &["HANDLER_DELAY_MS", "SHUTDOWN_GRACE_SECS"],
-        &["REDIS_URL", "FAIL_ONCE_PREFIX"],
+        &["REDIS_URL", "FAIL_ONCE_PREFIX", "METRICS_ADDR"],
     )
     .and_then(|()| support::overlay(&mut table, &inbox::NUMBERS, &inbox::TEXTS))
     .unwrap_or_else(|e| support::exit_with(e));
@@ -81,13 +85,42 @@ async fn main() {
         .and_then(|v| v.as_str())
         .unwrap_or("webhooks")
         .to_owned();
+    let metrics = table
+        .get("metrics_addr")
+        .and_then(|v| v.as_str())
+        .map(|addr| {
+            addr.parse::<std::net::SocketAddr>().unwrap_or_else(|_| {
+                support::exit_with(format!("METRICS_ADDR={addr:?} is not valid"))
+            })
+        });
     let settings = inbox::Settings::take(&mut table).unwrap_or_else(|e| support::exit_with(e));
     let inbox = settings.inbox.clone().expect("INBOX is redis");
 
     match command {
         Command::Work => {
+            // The recorder comes first: the workers record into it from their start.
+            let prometheus = metrics.map(|_| {
+                operations::install_prometheus().unwrap_or_else(|e| support::exit_with(e))
+            });
             let workers = settings.spawn(&inbox, demo);
-            println!("working namespace={namespace} workers={}", settings.workers);
+            let metrics_field = match (metrics, prometheus) {
+                (Some(addr), Some(prometheus)) => {
+                    let inbox = inbox.clone();
+                    let check = move || {
+                        let inbox = inbox.clone();
+                        async move { inbox.ping().await.map_err(|e| e.to_string()) }
+                    };
+                    format!(
+                        " metrics={}",
+                        operations::serve(addr, prometheus, check).await
+                    )
+                }
+                _ => String::new(),
+            };
+            println!(
+                "working namespace={namespace} workers={}{metrics_field}",
+                settings.workers
+            );
             support::shutdown_signal().await;
             eprintln!("shutting down: finishing the events in progress");
             let handed_back = workers.shutdown(grace).await;

@@ -125,7 +125,8 @@ pub enum Rejection {
         retry_after: Duration,
     },
     /// The [inbox](crate::inbox) could not store the event: its queue is unreachable, too slow
-    /// or full (503, with `Retry-After`). Nothing was queued, so the sender's retry is welcome.
+    /// or full (503, with `Retry-After`). The sender should retry: a write that timed out and
+    /// landed after all is not queued twice.
     #[non_exhaustive]
     InboxUnavailable {
         /// When to try again.

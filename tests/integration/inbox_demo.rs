@@ -131,11 +131,25 @@ async fn a_worker_killed_in_the_middle_of_a_slow_handler_loses_nothing() {
 
     // Another worker takes it over once it has been idle for a second, and handles it once.
     let env = worker_env("0");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("METRICS_ADDR", "127.0.0.1:0"));
     let mut rescuer = Example::start("worker", &env);
     let lines = rescuer.printed_until(Duration::from_secs(10), |l| !l.is_empty());
     assert_eq!(lines, [accepted("evt_slow")]);
     assert!(rescuer.printed().is_empty(), "handled once");
+    // Its metrics count the attempt cut short by the kill, and the one that succeeded.
+    let ops: SocketAddr = rescuer.listening[3]
+        .strip_prefix("metrics=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let scrape = common::get(ops, "/metrics").await.body;
+    for result in ["lost", "success"] {
+        let series =
+            format!("webhook_inbox_attempts_total{{endpoint=\"/webhook\",result=\"{result}\"}} 1");
+        assert!(scrape.lines().any(|l| l == series), "{series}\n{scrape}");
+    }
+    assert_eq!(common::get(ops, "/healthz").await.status, StatusCode::OK);
     // The sender's retry is a duplicate.
     assert_eq!(deliver(&receiver, "evt_slow").await, StatusCode::OK);
     // Stopped gracefully: exit 0.
