@@ -371,6 +371,10 @@ async fn logs_name_the_client_behind_a_proxy_and_audit_each_accepted_event() {
         .with_ansi(false)
         .finish();
     let _default = tracing::subscriber::set_default(subscriber);
+    // Tests on other threads, with no subscriber, register the same callsites at the same time;
+    // one registered while this subscriber was being set could keep the interest it had
+    // without it. Computed again, now that this thread has one.
+    tracing::callsite::rebuild_interest_cache();
 
     let layer = WebhookLayer::builder(verifier())
         .endpoint("/hooks")
