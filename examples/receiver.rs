@@ -104,12 +104,11 @@ impl Failures {
     }
 }
 
-/// The demo handler of the endpoint at `path`: waits `delay`, then prints the accepted line
-/// and answers 200.
+/// The demo handler of the endpoint at `path`: waits `HANDLER_DELAY_MS`, then prints the
+/// accepted line and answers 200.
 fn handler(
     path: Arc<str>,
     failures: Failures,
-    delay: Duration,
 ) -> impl tower::Service<
     Request<BufferedBody>,
     Response = Response<String>,
@@ -117,6 +116,7 @@ fn handler(
     Future: Send,
 > + Clone
        + Send {
+    let delay = failures.demo.delay;
     service_fn(move |req: Request<BufferedBody>| {
         let (path, failures) = (path.clone(), failures.clone());
         async move {
@@ -268,7 +268,6 @@ struct Receiver {
     bind: SocketAddr,
     metrics: Option<SocketAddr>,
     failures: Failures,
-    delay: Duration,
     grace: Duration,
     reload: Duration,
     inbox: inbox::Settings,
@@ -297,9 +296,8 @@ impl Receiver {
             Some(toml::Value::Integer(n)) if n >= 0 => Ok(n.unsigned_abs()),
             Some(_) => Err(format!("{key}: expected a whole number")),
         };
-        let delay = Duration::from_millis(number("handler_delay_ms", 0)?);
         let demo = inbox::Demo {
-            delay,
+            delay: Duration::from_millis(number("handler_delay_ms", 0)?),
             fail_once,
             fail_always,
         };
@@ -310,7 +308,6 @@ impl Receiver {
                 demo,
                 ..Failures::default()
             },
-            delay,
             grace: Duration::from_secs(number("shutdown_grace_secs", 10)?),
             reload: Duration::from_secs(number("secret_reload_secs", 5)?.max(1)),
             inbox: inbox::Settings::take(settings)?,
@@ -334,11 +331,7 @@ fn app(
                 router.route_service(&path, post_service(layer.layer(inbox.ingest(&path))))
             }
             None => {
-                let handler = handler(
-                    path.as_str().into(),
-                    receiver.failures.clone(),
-                    receiver.delay,
-                );
+                let handler = handler(path.as_str().into(), receiver.failures.clone());
                 router.route_service(&path, post_service(layer.layer(handler)))
             }
         };
