@@ -276,40 +276,17 @@ struct Receiver {
 impl Receiver {
     /// Takes the receiver's own keys out of `settings`, leaving the stacks' config.
     fn take(settings: &mut toml::Table) -> Result<Self, support::Error> {
-        let mut text = |key: &str| match settings.remove(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(format!("{key}: expected a string")),
-        };
-        let address = |key: &str, value: Option<String>| match value {
-            None => Ok(None),
-            Some(value) => {
-                (value.parse().map(Some)).map_err(|_| format!("{key}={value:?} is not valid"))
-            }
-        };
-        let bind = address("bind_addr", text("bind_addr")?)?;
-        let metrics = address("metrics_addr", text("metrics_addr")?)?;
-        let fail_once = text("fail_once_prefix")?.map(Into::into);
-        let fail_always = text("fail_always_prefix")?.map(Into::into);
-        let mut number = |key: &str, default: u64| match settings.remove(key) {
-            None => Ok(default),
-            Some(toml::Value::Integer(n)) if n >= 0 => Ok(n.unsigned_abs()),
-            Some(_) => Err(format!("{key}: expected a whole number")),
-        };
-        let demo = inbox::Demo {
-            delay: Duration::from_millis(number("handler_delay_ms", 0)?),
-            fail_once,
-            fail_always,
-        };
+        let bind = support::take_address(settings, "bind_addr")?;
+        let number = support::take_number;
         Ok(Self {
             bind: bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
-            metrics,
+            metrics: support::take_address(settings, "metrics_addr")?,
             failures: Failures {
-                demo,
+                demo: inbox::Demo::take(settings)?,
                 ..Failures::default()
             },
-            grace: Duration::from_secs(number("shutdown_grace_secs", 10)?),
-            reload: Duration::from_secs(number("secret_reload_secs", 5)?.max(1)),
+            grace: Duration::from_secs(number(settings, "shutdown_grace_secs", 10)?),
+            reload: Duration::from_secs(number(settings, "secret_reload_secs", 5)?.max(1)),
             inbox: inbox::Settings::take(settings)?,
         })
     }

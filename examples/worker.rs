@@ -66,33 +66,12 @@ async fn main() {
     .and_then(|()| support::overlay(&mut table, &inbox::NUMBERS, &inbox::TEXTS))
     .unwrap_or_else(|e| support::exit_with(e));
     table.insert("inbox".into(), "redis".into());
-    let number = |key: &str| table.get(key).and_then(toml::Value::as_integer);
-    let millis = |n: Option<i64>| Duration::from_millis(n.unwrap_or(0).unsigned_abs());
-    let demo = inbox::Demo {
-        delay: millis(number("handler_delay_ms")),
-        fail_once: table
-            .get("fail_once_prefix")
-            .and_then(|v| v.as_str())
-            .map(Into::into),
-        fail_always: table
-            .get("fail_always_prefix")
-            .and_then(|v| v.as_str())
-            .map(Into::into),
-    };
-    let grace = Duration::from_secs(number("shutdown_grace_secs").unwrap_or(10).unsigned_abs());
-    let namespace = table
-        .get("inbox_namespace")
-        .and_then(|v| v.as_str())
-        .unwrap_or("webhooks")
-        .to_owned();
-    let metrics = table
-        .get("metrics_addr")
-        .and_then(|v| v.as_str())
-        .map(|addr| {
-            addr.parse::<std::net::SocketAddr>().unwrap_or_else(|_| {
-                support::exit_with(format!("METRICS_ADDR={addr:?} is not valid"))
-            })
-        });
+    let demo = inbox::Demo::take(&mut table).unwrap_or_else(|e| support::exit_with(e));
+    let grace = support::take_number(&mut table, "shutdown_grace_secs", 10)
+        .unwrap_or_else(|e| support::exit_with(e));
+    let grace = Duration::from_secs(grace);
+    let metrics =
+        support::take_address(&mut table, "metrics_addr").unwrap_or_else(|e| support::exit_with(e));
     let settings = inbox::Settings::take(&mut table).unwrap_or_else(|e| support::exit_with(e));
     let inbox = settings.inbox.clone().expect("INBOX is redis");
 
@@ -118,8 +97,8 @@ async fn main() {
                 _ => String::new(),
             };
             println!(
-                "working namespace={namespace} workers={}{metrics_field}",
-                settings.workers
+                "working namespace={} workers={}{metrics_field}",
+                settings.namespace, settings.workers
             );
             support::shutdown_signal().await;
             eprintln!("shutting down: finishing the events in progress");

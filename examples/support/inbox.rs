@@ -1,6 +1,8 @@
 //! The demo's inbox and workers, shared by the receiver and the worker program: their settings
 //! and the demo handler. These names, defaults and output lines are a public interface (see
 //! the README): keep them stable.
+// Each program uses a part (the receiver does not print the namespace).
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use tower::service_fn;
 use tower_webhook::inbox::{Event, Inbox, Worker, WorkerHandle};
 
-use crate::support::Error;
+use crate::support::{take_number, take_text, Error};
 
 /// The inbox's settings that are numbers, by their environment names (the file's are lower
 /// case).
@@ -36,6 +38,16 @@ pub struct Demo {
 }
 
 impl Demo {
+    /// Takes its settings out of `table`: `handler_delay_ms`, `fail_once_prefix` and
+    /// `fail_always_prefix`.
+    pub fn take(table: &mut toml::Table) -> Result<Self, Error> {
+        Ok(Self {
+            delay: Duration::from_millis(take_number(table, "handler_delay_ms", 0)?),
+            fail_once: take_text(table, "fail_once_prefix")?.map(Into::into),
+            fail_always: take_text(table, "fail_always_prefix")?.map(Into::into),
+        })
+    }
+
     /// Whether the attempt `attempt` (from 1) of the event `id` fails.
     pub fn fails(&self, id: Option<&str>, attempt: u32) -> bool {
         let starts = |prefix: &Option<Arc<str>>| match (prefix, id) {
@@ -49,6 +61,8 @@ impl Demo {
 /// The inbox settings: where (`INBOX`, `off` by default), and the workers'.
 pub struct Settings {
     pub inbox: Option<Inbox>,
+    /// `INBOX_NAMESPACE`.
+    pub namespace: String,
     pub workers: usize,
     max_attempts: u32,
     retry_base: Duration,
@@ -62,13 +76,8 @@ impl Settings {
     /// Takes the inbox's keys out of `table` (lower case), reading `redis_url` without taking
     /// it (the replay store may use it too).
     pub fn take(table: &mut toml::Table) -> Result<Self, Error> {
-        let mut text = |key: &str| match table.remove(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(format!("{key}: expected a string")),
-        };
-        let kind = text("inbox")?;
-        let namespace = text("inbox_namespace")?.unwrap_or_else(|| "webhooks".into());
+        let kind = take_text(table, "inbox")?;
+        let namespace = take_text(table, "inbox_namespace")?.unwrap_or_else(|| "webhooks".into());
         let redis_url = match table.get("redis_url") {
             Some(toml::Value::String(url)) => url.clone(),
             _ => "redis://127.0.0.1:6379/".into(),
@@ -79,11 +88,7 @@ impl Settings {
             "redis" => Some(Inbox::redis(&redis_url, &namespace).map_err(|e| e.to_string())?),
             other => return Err(format!("INBOX={other:?}: expected off, memory or redis")),
         };
-        let mut number = |key: &str, default: u64| match table.remove(key) {
-            None => Ok(default),
-            Some(toml::Value::Integer(n)) if n >= 0 => Ok(n.unsigned_abs()),
-            Some(_) => Err(format!("{key}: expected a whole number")),
-        };
+        let mut number = |key: &str, default: u64| take_number(table, key, default);
         let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         let workers = usize::try_from(number("workers", 4)?).unwrap_or(usize::MAX);
         if workers == 0 && inbox.as_ref().is_some_and(|i| i.name() == "memory") {
@@ -93,6 +98,7 @@ impl Settings {
         }
         Ok(Self {
             inbox,
+            namespace,
             workers,
             max_attempts: small(number("max_attempts", 5)?),
             retry_base: Duration::from_millis(number("retry_base_ms", 1000)?),

@@ -75,6 +75,37 @@ pub fn overlay(table: &mut toml::Table, numbers: &[&str], texts: &[&str]) -> Res
     Ok(())
 }
 
+/// Takes the text setting `key` out of `table`.
+pub fn take_text(table: &mut toml::Table, key: &str) -> Result<Option<String>, Error> {
+    match table.remove(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("{key}: expected a string")),
+    }
+}
+
+/// Takes the whole-number setting `key` out of `table`, or `default` when absent.
+pub fn take_number(table: &mut toml::Table, key: &str, default: u64) -> Result<u64, Error> {
+    match table.remove(key) {
+        None => Ok(default),
+        Some(toml::Value::Integer(n)) if n >= 0 => Ok(n.unsigned_abs()),
+        Some(_) => Err(format!("{key}: expected a whole number")),
+    }
+}
+
+/// Takes the socket-address setting `key` out of `table`.
+pub fn take_address(
+    table: &mut toml::Table,
+    key: &str,
+) -> Result<Option<std::net::SocketAddr>, Error> {
+    match take_text(table, key)? {
+        None => Ok(None),
+        Some(value) => {
+            (value.parse().map(Some)).map_err(|_| format!("{key}={value:?} is not valid"))
+        }
+    }
+}
+
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
